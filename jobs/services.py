@@ -1,0 +1,146 @@
+"""The jobs API: write jobs in the caller's transaction (the outbox), dispatch them to
+the broker after commit, and sweep up whatever a crash or a Redis outage left behind."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+import dramatiq
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from jobs.events import subscribers
+from jobs.models import Job
+
+logger = logging.getLogger(__name__)
+
+SWEEP_BATCH = 500
+
+
+def _actor_name(actor: Any) -> str:
+    return actor if isinstance(actor, str) else actor.actor_name
+
+
+def _object_ref(obj: models.Model | None) -> tuple[str, str]:
+    if obj is None:
+        return "", ""
+    return obj._meta.label_lower, str(obj.pk)
+
+
+def enqueue(
+    actor: Any,
+    *args: Any,
+    key: str | None = None,
+    queue: str | None = None,
+    obj: models.Model | None = None,
+    event: str = "",
+    **kwargs: Any,
+) -> Job:
+    """Write a job for `actor` and dispatch it once the current transaction commits.
+
+    Arguments must be JSON values (ids, not model instances). With `key`, asking twice
+    for the same job returns the first one instead of writing a second. Outside a
+    transaction the job is dispatched at once.
+    """
+    name = _actor_name(actor)
+    broker_actor = dramatiq.get_broker().get_actor(name)  # fails fast on a typo
+    object_type, object_id = _object_ref(obj)
+    fields = {
+        "actor_name": name,
+        "queue_name": queue or broker_actor.queue_name,
+        "args": list(args),
+        "kwargs": kwargs,
+        "event": event,
+        "object_type": object_type,
+        "object_id": object_id,
+    }
+    if key is not None:
+        job, created = Job.objects.get_or_create(key=key, defaults=fields)
+        if not created:
+            return job
+    else:
+        job = Job.objects.create(**fields)
+    transaction.on_commit(lambda: dispatch([job]))
+    return job
+
+
+def publish(event: str, *, obj: models.Model | None = None, queue: str | None = None, **payload: Any) -> list[Job]:
+    """Write one job per subscriber of `event`, with the payload as keyword arguments.
+
+    Each job has a key made of the event, the subscriber and the object, so publishing
+    the same event for the same object twice writes no second set of jobs.
+    """
+    jobs = []
+    for name in subscribers(event):
+        key = None
+        if obj is not None:
+            key = f"{event}:{name}:{obj._meta.label_lower}:{obj.pk}"
+        jobs.append(enqueue(name, key=key, queue=queue, obj=obj, event=event, **payload))
+    return jobs
+
+
+def build_message(job: Job) -> dramatiq.Message:
+    return dramatiq.Message(
+        queue_name=job.queue_name,
+        actor_name=job.actor_name,
+        args=tuple(job.args),
+        kwargs=dict(job.kwargs),
+        options=dict(job.options),
+        message_id=str(job.id),
+        message_timestamp=int(time.time() * 1000),
+    )
+
+
+def dispatch(jobs: Iterable[Job]) -> int:
+    """Send pending jobs to the broker and mark them enqueued. Returns how many were sent.
+
+    A job the broker refuses (Redis down or stalled) stays pending for the sweep; the
+    caller is never failed for it. A job sent twice (this and the sweep racing) is run
+    once: the tracking middleware skips a job that is not waiting.
+    """
+    broker = dramatiq.get_broker()
+    sent = []
+    for job in jobs:
+        try:
+            broker.enqueue(build_message(job))
+        except Exception as exc:  # noqa: BLE001 - any broker failure leaves it to the sweep
+            logger.warning("Could not dispatch job %s (%s); the sweep will retry: %s", job.id, job.actor_name, exc)
+            break
+        sent.append(job.id)
+    if sent:
+        Job.objects.filter(id__in=sent, status=Job.Status.PENDING).update(
+            status=Job.Status.ENQUEUED, enqueued_at=timezone.now()
+        )
+    return len(sent)
+
+
+def sweep_outbox(older_than: float | None = None, limit: int = SWEEP_BATCH) -> int:
+    """Dispatch jobs that stayed pending: their process died between COMMIT and the
+    send, or Redis was down. Returns how many were sent."""
+    if older_than is None:
+        older_than = settings.BUZZER_SWEEP_AFTER_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    total = 0
+    while True:
+        batch = list(
+            Job.objects.filter(status=Job.Status.PENDING, created_at__lte=cutoff).order_by("created_at")[:limit]
+        )
+        if not batch:
+            break
+        sent = dispatch(batch)
+        total += sent
+        if sent < len(batch):
+            break
+    if total:
+        logger.info("Outbox sweep dispatched %d jobs", total)
+    return total
+
+
+def jobs_for(obj: models.Model) -> models.QuerySet[Job]:
+    object_type, object_id = _object_ref(obj)
+    return Job.objects.filter(object_type=object_type, object_id=object_id).order_by("created_at")

@@ -1,0 +1,73 @@
+from django.contrib import admin
+from django.utils.html import format_html, format_html_join
+
+from jobs.services import jobs_for
+from orders.models import ApiKey, DailySales, Order, OrderItem, Product
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["sku", "name", "price", "stock", "active"]
+    list_filter = ["active"]
+    search_fields = ["sku", "name"]
+
+
+class OrderItemInline(admin.TabularInline):
+    model = OrderItem
+    extra = 0
+    can_delete = False
+    readonly_fields = ["product", "sku", "name", "quantity", "unit_price"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ["id", "email", "status", "priority", "total", "created_at"]
+    list_filter = ["status", "priority"]
+    search_fields = ["=id", "email"]
+    readonly_fields = [
+        "id",
+        "email",
+        "status",
+        "priority",
+        "total",
+        "card_last4",
+        "payment_reference",
+        "api_key",
+        "created_at",
+        "job_timeline",
+    ]
+    inlines = [OrderItemInline]
+    show_full_result_count = False
+
+    @admin.display(description="jobs")
+    def job_timeline(self, order: Order) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (job.actor_name, job.queue_name, job.status, job.attempts, job.started_at or "–", job.last_error or "")
+                for job in jobs_for(order)
+            ),
+        )
+        return format_html(
+            "<table><tr><th>actor</th><th>queue</th><th>status</th><th>attempts</th><th>started</th>"
+            "<th>last error</th></tr>{}</table>",
+            rows,
+        )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(DailySales)
+class DailySalesAdmin(admin.ModelAdmin):
+    list_display = ["date", "orders", "items", "revenue"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "active", "created_at"]
+    readonly_fields = ["prefix", "key_hash", "created_at"]

@@ -1,0 +1,212 @@
+"""The shop's business logic: placing an order inline, and the side effects that the
+background jobs run afterwards (each at most once per order)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+import jobs
+from orders.errors import OrderError
+from orders.models import ApiKey, DailySales, Order, OrderItem, Product
+from orders.payments import get_gateway
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Line:
+    sku: str
+    quantity: int
+
+
+def _clean_email(email: Any) -> str:
+    if not isinstance(email, str) or not email.strip():
+        raise OrderError("invalid_email", "An email address is required.")
+    email = email.strip()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise OrderError("invalid_email", "The email address is not valid.") from None
+    return email
+
+
+def _clean_lines(items: Any) -> list[Line]:
+    if not isinstance(items, list) or not items:
+        raise OrderError("invalid_items", "An order needs at least one item.")
+    if len(items) > settings.ORDER_MAX_ITEMS:
+        raise OrderError("too_many_items", f"An order may have at most {settings.ORDER_MAX_ITEMS} items.")
+    quantities: dict[str, int] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            raise OrderError("invalid_items", "Each item must be an object with a sku and a quantity.")
+        sku, quantity = item.get("sku"), item.get("quantity", 1)
+        if not isinstance(sku, str) or not sku.strip() or len(sku) > 32:
+            raise OrderError("invalid_sku", "Each item needs a sku (a short text).")
+        if isinstance(quantity, bool) or not isinstance(quantity, int):
+            raise OrderError("invalid_quantity", f"The quantity of {sku} must be a whole number.")
+        if quantity <= 0:
+            raise OrderError("invalid_quantity", f"The quantity of {sku} must be at least 1.")
+        total = quantities.get(sku, 0) + quantity
+        if total > settings.ORDER_MAX_QUANTITY:
+            raise OrderError("invalid_quantity", f"The quantity of {sku} may be at most {settings.ORDER_MAX_QUANTITY}.")
+        quantities[sku] = total
+    return [Line(sku, quantity) for sku, quantity in quantities.items()]
+
+
+def _clean_card(card: Any) -> str:
+    if not isinstance(card, str):
+        raise OrderError("invalid_card", "A card number is required.")
+    digits = card.replace(" ", "").replace("-", "")
+    if not digits.isdigit() or not 12 <= len(digits) <= 19:
+        raise OrderError("invalid_card", "The card number must be 12 to 19 digits.")
+    return digits
+
+
+def _clean_priority(priority: Any) -> str:
+    if priority not in Order.Priority.values:
+        raise OrderError("invalid_priority", "The priority must be 'standard' or 'premium'.")
+    return priority
+
+
+def place_order(
+    *,
+    email: Any,
+    items: Any,
+    card: Any,
+    priority: Any = Order.Priority.STANDARD,
+    api_key: ApiKey | None = None,
+    on_created: Callable[[Order], None] | None = None,
+) -> Order:
+    """Validate, price, charge and save an order, and publish `order.placed`.
+
+    The charge happens before the write transaction so that no database lock is held
+    across the gateway's latency; if saving then fails, the charge is refunded. The
+    order, its items and its jobs (the outbox) commit together; `on_created` runs inside
+    that transaction (the API stores its idempotent response there).
+    """
+    email = _clean_email(email)
+    lines = _clean_lines(items)
+    card = _clean_card(card)
+    priority = _clean_priority(priority)
+
+    products = {p.sku: p for p in Product.objects.filter(sku__in=[line.sku for line in lines], active=True)}
+    for line in lines:
+        product = products.get(line.sku)
+        if product is None:
+            raise OrderError("unknown_sku", f"There is no product with sku {line.sku}.")
+        if product.stock < line.quantity:
+            raise OrderError("out_of_stock", f"Only {max(product.stock, 0)} of {line.sku} left.", status=409)
+    total = sum((products[line.sku].price * line.quantity for line in lines), Decimal("0"))
+
+    order = Order(email=email, total=total, priority=priority, card_last4=card[-4:], api_key=api_key)
+    gateway = get_gateway()
+    charge = gateway.charge(total, card, reference=str(order.id))
+    try:
+        with transaction.atomic():
+            order.payment_reference = charge.reference
+            order.save(force_insert=True)
+            OrderItem.objects.bulk_create(
+                OrderItem(
+                    order=order,
+                    product=products[line.sku],
+                    sku=line.sku,
+                    name=products[line.sku].name,
+                    quantity=line.quantity,
+                    unit_price=products[line.sku].price,
+                )
+                for line in lines
+            )
+            queue = settings.BUZZER_PREMIUM_QUEUE if priority == Order.Priority.PREMIUM else None
+            jobs.publish("order.placed", obj=order, queue=queue, order_id=str(order.id))
+            if on_created is not None:
+                on_created(order)
+    except BaseException:
+        gateway.refund(charge)
+        raise
+    logger.info("Order %s placed: %s, %d lines, %s", order.id, priority, len(lines), total)
+    return order
+
+
+def _load(order_id: str) -> Order | None:
+    order = Order.objects.filter(pk=order_id).first()
+    if order is None:
+        logger.warning("Order %s no longer exists; nothing to do", order_id)
+    return order
+
+
+class EmailDeliveryError(Exception):
+    """The mail server refused the message (a transient error: the job is retried)."""
+
+
+def send_confirmation(order_id: str) -> bool:
+    """Send the order confirmation email, once per order. Returns whether it was sent now."""
+    order = _load(order_id)
+    if order is None:
+        return False
+    key = f"email:order-confirmation:{order.id}"
+    with jobs.once(key) as first:
+        if not first:
+            logger.info("Confirmation for order %s was already sent", order.id)
+            return False
+        if settings.DEMO_FAIL_EMAILS:
+            raise EmailDeliveryError("Mail server unavailable (DEMO_FAIL_EMAILS is on)")
+        context = {"order": order, "items": list(order.items.all())}
+        message = EmailMessage(
+            subject=f"Your order {str(order.id)[:8]} is confirmed",
+            body=render_to_string("orders/confirmation_email.txt", context),
+            to=[order.email],
+            # A stable Message-ID lets mail systems drop a duplicate if one ever slips out.
+            headers={"Message-ID": f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@buzzer>"},
+        )
+        message.send()
+    return True
+
+
+def update_inventory(order_id: str) -> bool:
+    """Take the ordered quantities off stock, once per order."""
+    order = _load(order_id)
+    if order is None:
+        return False
+    with jobs.once(f"inventory:order:{order.id}") as first:
+        if not first:
+            return False
+        items = list(order.items.all())
+        for item in items:
+            Product.objects.filter(pk=item.product_id).update(stock=F("stock") - item.quantity)
+    low = Product.objects.filter(
+        pk__in=[item.product_id for item in items], stock__lt=settings.LOW_STOCK_THRESHOLD
+    ).values_list("sku", "stock")
+    for sku, stock in low:
+        logger.warning("Low stock: %s has %d left", sku, stock)
+    return True
+
+
+def record_analytics(order_id: str) -> bool:
+    """Add the order to the daily sales figures, once per order."""
+    order = _load(order_id)
+    if order is None:
+        return False
+    day = timezone.localdate(order.created_at)
+    with jobs.once(f"analytics:order:{order.id}") as first:
+        if not first:
+            return False
+        quantity = sum(item.quantity for item in order.items.all())
+        DailySales.objects.get_or_create(date=day)
+        DailySales.objects.filter(date=day).update(
+            orders=F("orders") + 1, items=F("items") + quantity, revenue=F("revenue") + order.total
+        )
+    return True

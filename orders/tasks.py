@@ -1,0 +1,24 @@
+"""Order side effects as actors: thin, they take ids and call one service each."""
+
+import jobs
+from orders import services
+
+# Each subscriber states its retry policy; PermanentError always goes to the DLQ.
+
+
+@jobs.subscribe("order.placed")
+@jobs.actor(max_retries=5, min_backoff=2_000, max_backoff=120_000, time_limit=30_000)
+def send_confirmation_email(order_id: str) -> None:
+    services.send_confirmation(order_id)
+
+
+@jobs.subscribe("order.placed")
+@jobs.actor(max_retries=8, min_backoff=1_000, max_backoff=60_000, time_limit=30_000)
+def update_inventory(order_id: str) -> None:
+    services.update_inventory(order_id)
+
+
+@jobs.subscribe("order.placed")
+@jobs.actor(max_retries=8, min_backoff=1_000, max_backoff=300_000, time_limit=30_000)
+def record_analytics(order_id: str) -> None:
+    services.record_analytics(order_id)

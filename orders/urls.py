@@ -1,0 +1,13 @@
+from django.urls import path
+
+from orders import api, views
+
+app_name = "orders"
+
+urlpatterns = [
+    path("", views.shop, name="shop"),
+    path("orders/", views.checkout, name="checkout"),
+    path("orders/<uuid:order_id>/", views.order_detail, name="detail"),
+    path("api/orders/", api.create_order, name="api-create"),
+    path("api/orders/<uuid:order_id>/", api.order_detail, name="api-detail"),
+]

@@ -1,0 +1,82 @@
+"""The shop's pages: the product list with its checkout form, and the order's
+confirmation page that follows its jobs until they are done."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from orders.errors import OrderError
+from orders.models import Order, Product
+from orders.payments import CARD_DECLINED, CARD_OK, CARD_PROCESSING_ERROR
+from orders.serializers import job_states
+from orders.services import place_order
+
+SESSION_ORDERS = "buzzer_orders"
+TEST_CARDS = [
+    (CARD_OK, "4242 4242 4242 4242 (succeeds)"),
+    (CARD_DECLINED, "4000 0000 0000 0002 (declined)"),
+    (CARD_PROCESSING_ERROR, "4000 0000 0000 0119 (processing error)"),
+]
+
+
+def _shop(request: HttpRequest, status: int = 200, **context: Any) -> HttpResponse:
+    context.setdefault("form", {})
+    context["products"] = Product.objects.filter(active=True)
+    context["cards"] = TEST_CARDS
+    context["priorities"] = Order.Priority.choices
+    return render(request, "orders/shop.html", context, status=status)
+
+
+@require_GET
+def shop(request: HttpRequest) -> HttpResponse:
+    return _shop(request)
+
+
+def _items_from(post: Any) -> list[dict[str, Any]]:
+    items = []
+    for name, value in post.items():
+        if not name.startswith("qty-") or not value.strip():
+            continue
+        try:
+            quantity = int(value)
+        except ValueError:
+            raise OrderError("invalid_quantity", f"The quantity of {name[4:]} must be a whole number.") from None
+        if quantity:
+            items.append({"sku": name[4:], "quantity": quantity})
+    return items
+
+
+@require_POST
+def checkout(request: HttpRequest) -> HttpResponse:
+    form = request.POST
+    try:
+        order = place_order(
+            email=form.get("email", ""),
+            items=_items_from(form),
+            card=form.get("card", ""),
+            priority=form.get("priority", Order.Priority.STANDARD),
+        )
+    except OrderError as exc:
+        return _shop(request, status=exc.status, error=exc.message, form=form)
+    # The order page is shown only to the browser session that placed it (and staff).
+    request.session[SESSION_ORDERS] = [*request.session.get(SESSION_ORDERS, [])[-49:], str(order.id)]
+    return redirect("orders:detail", order_id=order.id)
+
+
+@require_GET
+def order_detail(request: HttpRequest, order_id: Any) -> HttpResponse:
+    allowed = str(order_id) in request.session.get(SESSION_ORDERS, []) or request.user.is_staff
+    order = Order.objects.filter(pk=order_id).first() if allowed else None
+    if order is None:
+        raise Http404("No such order.")
+    jobs = job_states(order)
+    finished = all(job["status"] in ("succeeded", "failed", "dead") for job in jobs)
+    return render(
+        request,
+        "orders/order_detail.html",
+        {"order": order, "items": order.items.all(), "jobs": jobs, "finished": finished},
+    )

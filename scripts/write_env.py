@@ -1,0 +1,19 @@
+"""Write a development .env (DEBUG on, random secrets) unless there is one already."""
+
+import secrets
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+if __name__ == "__main__":
+    path = ROOT / ".env"
+    if path.exists():
+        print(".env exists; left as it is.")
+    else:
+        path.write_text(
+            "DEBUG=true\n"
+            f"SECRET_KEY={secrets.token_urlsafe(50)}\n"
+            f"DEMO_ADMIN_PASSWORD={secrets.token_urlsafe(12)}\n"
+            "REDIS_URL=redis://127.0.0.1:6379/0\n"
+        )
+        print("Wrote .env with DEBUG on and a new SECRET_KEY.")

@@ -1,0 +1,90 @@
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import dramatiq
+import pytest
+from django.test import Client
+
+from orders.models import ApiKey, Product
+from tests.support.brokers import redis_broker
+from tests.support.workers import WorkerProcess
+
+
+@pytest.fixture
+def stub_broker() -> Iterator[dramatiq.Broker]:
+    broker = dramatiq.get_broker()
+    broker.flush_all()
+    yield broker
+    broker.flush_all()
+
+
+@pytest.fixture
+def stub_worker(stub_broker: dramatiq.Broker) -> Iterator[dramatiq.Worker]:
+    worker = dramatiq.Worker(stub_broker, worker_timeout=50, worker_threads=2)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def real_broker() -> Iterator[dramatiq.Broker]:
+    with redis_broker() as broker:
+        yield broker
+
+
+@pytest.fixture
+def worker_factory(real_broker: dramatiq.Broker) -> Iterator[Any]:
+    started: list[WorkerProcess] = []
+
+    def start(**kwargs: Any) -> WorkerProcess:
+        worker = WorkerProcess(**kwargs)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def products(db: None) -> dict[str, Product]:
+    rows = [
+        Product(sku="BUZ-001", name="Buzzer", price=Decimal("24.90"), stock=1000),
+        Product(sku="MUG-001", name="Mug", price=Decimal("12.50"), stock=500),
+        Product(sku="CAP-001", name="Cap", price=Decimal("15.00"), stock=3),
+        Product(sku="OLD-001", name="Retired", price=Decimal("9.99"), stock=10, active=False),
+    ]
+    Product.objects.bulk_create(rows)
+    return {p.sku: p for p in Product.objects.all()}
+
+
+@pytest.fixture
+def api_key(db: None) -> str:
+    _, raw = ApiKey.issue("tests")
+    return raw
+
+
+class ApiClient:
+    def __init__(self, client: Client, key: str) -> None:
+        self.client = client
+        self.key = key
+
+    def post(self, path: str, body: Any, *, key: str | None = "default", **headers: str) -> Any:
+        if key == "default":
+            key = self.key
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        content_type = headers.pop("content_type", "application/json")
+        return self.client.post(path, data=data, content_type=content_type, headers=headers)
+
+    def get(self, path: str, *, key: str | None = "default") -> Any:
+        headers = {"Authorization": f"Bearer {self.key if key == 'default' else key}"} if key else {}
+        return self.client.get(path, headers=headers)
+
+
+@pytest.fixture
+def api(client: Client, api_key: str) -> ApiClient:
+    return ApiClient(client, api_key)

@@ -1,0 +1,34 @@
+"""Switch the test process from the stub broker to the suite's real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dramatiq
+from django.conf import settings
+from django_dramatiq.utils import load_middleware
+from dramatiq.brokers.redis import RedisBroker
+
+
+@contextmanager
+def redis_broker() -> Iterator[RedisBroker]:
+    stub = dramatiq.get_broker()
+    middleware = [load_middleware(path) for path in settings.DRAMATIQ_BROKER["MIDDLEWARE"]]
+    broker = RedisBroker(url=settings.BROKER_URL, middleware=middleware)
+    broker.client.flushdb()  # database 15 belongs to the suite alone
+    for queue_name in settings.BUZZER_QUEUES:
+        broker.declare_queue(queue_name)
+    actors = list(stub.actors.values())
+    for actor in actors:
+        actor.broker = broker
+        broker.declare_actor(actor)
+    dramatiq.set_broker(broker)
+    try:
+        yield broker
+    finally:
+        for actor in actors:
+            actor.broker = stub
+        dramatiq.set_broker(stub)
+        broker.client.flushdb()
+        broker.close()

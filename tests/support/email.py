@@ -1,0 +1,38 @@
+"""An email backend for tests with worker processes: every sent message is counted in
+the suite's Redis database, and failures can be injected."""
+
+import json
+import smtplib
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.core.mail.backends.base import BaseEmailBackend
+
+SENT_KEY = "test:emails"
+FAIL_KEY = "test:email-failures"
+
+
+def client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+class RedisLedgerBackend(BaseEmailBackend):
+    def send_messages(self, email_messages: Any) -> int:
+        r = client()
+        if r.decr(FAIL_KEY) >= 0:
+            raise smtplib.SMTPServerDisconnected("injected failure")
+        for message in email_messages:
+            r.rpush(
+                SENT_KEY,
+                json.dumps({"to": message.to, "subject": message.subject, "id": message.extra_headers.get("Message-ID")}),
+            )
+        return len(email_messages)
+
+
+def sent() -> list[dict[str, Any]]:
+    return [json.loads(raw) for raw in client().lrange(SENT_KEY, 0, -1)]
+
+
+def fail_next(count: int) -> None:
+    client().set(FAIL_KEY, count)

@@ -1,0 +1,102 @@
+"""Real `manage.py rundramatiq` processes against the suite's Redis and database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def database_url() -> str:
+    """The URL of the test database (pytest-django's, not the one `make run` uses)."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "BUZZER_TESTING": "0",
+            "BUZZER_BROKER": "redis",
+            "DEBUG": "1",
+            "REDIS_URL": settings.REDIS_URL,
+            "DATABASE_URL": database_url(),
+            "EMAIL_BACKEND": "tests.support.email.RedisLedgerBackend",
+            "dramatiq_worker_timeout": "100",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, processes: int = 2, threads: int = 4, log: Path | None = None, **env: str) -> None:
+        self.processes = processes
+        self.log_path = log or ROOT / "var" / f"test-worker-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("wb")
+        started_ms = time.time() * 1000
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "rundramatiq",
+                "--processes",
+                str(processes),
+                "--threads",
+                str(threads),
+                "--worker-shutdown-timeout",
+                "10000",
+            ],
+            cwd=ROOT,
+            env=worker_env(**env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait_ready(started_ms)
+
+    def _wait_ready(self, started_ms: float, timeout: float = 60) -> None:
+        """Ready once every worker process has sent a heartbeat through the broker."""
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.output()}")
+            alive = client.zrangebyscore("dramatiq:__heartbeats__", started_ms, "+inf")
+            if len(alive) >= self.processes:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"worker not ready after {timeout}s: {self.output()}")
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode

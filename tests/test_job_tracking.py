@@ -1,0 +1,128 @@
+"""The tracking middleware keeps each Job row true (stub broker, in-process worker)."""
+
+import pytest
+from django.db import transaction
+
+import jobs
+from jobs.middleware import JobTracking
+from jobs.models import Job
+from jobs.services import build_message
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+calls: list[str] = []
+
+
+@jobs.actor(max_retries=3, min_backoff=10, max_backoff=20, time_limit=5_000)
+def flaky(label: str, failures: int) -> None:
+    calls.append(label)
+    if calls.count(label) <= failures:
+        raise RuntimeError(f"attempt {calls.count(label)} of {label} failed")
+
+
+@jobs.actor(max_retries=3, min_backoff=10, max_backoff=20, time_limit=5_000)
+def permanent(label: str) -> None:
+    calls.append(label)
+    raise jobs.PermanentError(f"{label} cannot work")
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    calls.clear()
+
+
+def run(stub_broker, stub_worker):
+    for queue_name in list(stub_broker.queues):
+        if not queue_name.endswith((".DQ", ".XQ")):
+            stub_broker.join(queue_name, timeout=10_000, fail_fast=False)
+    stub_worker.join()
+    for middleware in stub_broker.middleware:
+        if isinstance(middleware, JobTracking) and middleware._writer is not None:
+            middleware._writer.flush()
+
+
+def test_successful_job_ends_succeeded_with_one_attempt(stub_broker, stub_worker):
+    with transaction.atomic():
+        job = jobs.enqueue(flaky, "ok", 0)
+
+    run(stub_broker, stub_worker)
+
+    job.refresh_from_db()
+    assert job.status == "succeeded"
+    assert job.attempts == 1
+    assert job.started_at <= job.finished_at
+    assert calls == ["ok"]
+
+
+def test_job_failing_twice_then_succeeding_has_three_attempts(stub_broker, stub_worker):
+    job = jobs.enqueue(flaky, "twice", 2)
+
+    run(stub_broker, stub_worker)
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("succeeded", 3)
+    assert "attempt 2 of twice failed" in job.last_error
+    assert calls == ["twice"] * 3
+
+
+def test_job_out_of_retries_is_dead_with_its_error(stub_broker, stub_worker):
+    job = jobs.enqueue(flaky, "always", 99)
+
+    run(stub_broker, stub_worker)
+
+    job.refresh_from_db()
+    assert job.status == "dead"
+    assert job.attempts == 4  # the first run and 3 retries
+    assert job.last_error == "RuntimeError: attempt 4 of always failed"
+    assert "Traceback" in job.traceback
+
+
+def test_permanent_error_goes_straight_to_dead(stub_broker, stub_worker):
+    job = jobs.enqueue(permanent, "nope")
+
+    run(stub_broker, stub_worker)
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("dead", 1)
+    assert job.last_error == "PermanentError: nope cannot work"
+    assert calls == ["nope"]
+
+
+def test_finished_job_is_not_run_again(stub_broker, stub_worker):
+    job = jobs.enqueue(flaky, "once", 0)
+    run(stub_broker, stub_worker)
+
+    stub_broker.enqueue(build_message(Job.objects.get(pk=job.pk)))  # a duplicate delivery
+    run(stub_broker, stub_worker)
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("succeeded", 1)
+    assert calls == ["once"]
+
+
+def test_message_sent_without_a_job_row_is_tracked(stub_broker, stub_worker):
+    message = flaky.send("adhoc", 0)
+
+    run(stub_broker, stub_worker)
+
+    job = Job.objects.get(pk=message.message_id)
+    assert (job.actor_name, job.status, job.args) == ("flaky", "succeeded", ["adhoc", 0])
+
+
+def test_rolled_back_transaction_leaves_no_job_and_no_message(stub_broker):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        jobs.enqueue(flaky, "never", 0)
+        raise RuntimeError("rollback")
+
+    assert Job.objects.count() == 0
+    assert stub_broker.queues["default"].qsize() == 0
+
+
+def test_enqueue_with_a_key_writes_one_job(stub_broker):
+    with transaction.atomic():
+        first = jobs.enqueue(flaky, "k", 0, key="flaky:k")
+        second = jobs.enqueue(flaky, "k", 0, key="flaky:k")
+
+    assert first.pk == second.pk
+    assert Job.objects.count() == 1
+    assert stub_broker.queues["default"].qsize() == 1
