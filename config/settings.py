@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+environ.Env.read_env(env.str("BUZZER_ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
 # The suite runs with its own Redis database and a stub broker unless told otherwise;
 # worker processes that tests start get BUZZER_TESTING=0 and explicit URLs.

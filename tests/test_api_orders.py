@@ -23,7 +23,11 @@ def test_post_order_answers_201_with_the_order_and_its_three_jobs(api, products,
         ("BUZ-001", 2, "49.80"),
         ("MUG-001", 1, "12.50"),
     ]
-    assert sorted(j["actor"] for j in doc["jobs"]) == ["record_analytics", "send_confirmation_email", "update_inventory"]
+    assert sorted(j["actor"] for j in doc["jobs"]) == [
+        "record_analytics",
+        "send_confirmation_email",
+        "update_inventory",
+    ]
     assert {j["queue"] for j in doc["jobs"]} == {"default"}
 
 

@@ -25,7 +25,9 @@ class RedisLedgerBackend(BaseEmailBackend):
         for message in email_messages:
             r.rpush(
                 SENT_KEY,
-                json.dumps({"to": message.to, "subject": message.subject, "id": message.extra_headers.get("Message-ID")}),
+                json.dumps(
+                    {"to": message.to, "subject": message.subject, "id": message.extra_headers.get("Message-ID")}
+                ),
             )
         return len(email_messages)
 

@@ -1,0 +1,88 @@
+"""Jobs are written with the business change and dispatched after commit; whatever the
+broker refuses stays pending for the sweep, and the request never fails for it."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+import jobs
+from jobs.models import Job
+from jobs.services import sweep_outbox
+from orders.models import Order
+from tests.support.data import order_body
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class BrokerDown(ConnectionError):
+    pass
+
+
+def refuse(*args, **kwargs):
+    raise BrokerDown("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+
+def test_order_is_accepted_while_the_broker_refuses_and_jobs_stay_pending(api, products, stub_broker, monkeypatch):
+    monkeypatch.setattr(stub_broker, "enqueue", refuse)
+
+    response = api.post("/api/orders/", order_body())
+
+    assert response.status_code == 201
+    assert Order.objects.count() == 1
+    assert set(Job.objects.values_list("status", flat=True)) == {"pending"}
+
+
+def test_sweep_dispatches_jobs_left_pending(products, stub_broker, monkeypatch):
+    monkeypatch.setattr(stub_broker, "enqueue", refuse)
+    with transaction.atomic():
+        order = Order.objects.create(email="a@example.com", total=1)
+        jobs.publish("order.placed", obj=order, order_id=str(order.id))
+    monkeypatch.undo()
+    Job.objects.update(created_at=timezone.now() - timedelta(seconds=30))
+
+    assert sweep_outbox() == 3
+
+    assert set(Job.objects.values_list("status", flat=True)) == {"enqueued"}
+    assert stub_broker.queues["default"].qsize() == 3
+    assert sweep_outbox() == 0  # nothing is sent twice by the sweep
+
+
+def test_sweep_leaves_fresh_pending_jobs_to_their_own_dispatch(products, stub_broker, monkeypatch):
+    monkeypatch.setattr(stub_broker, "enqueue", refuse)
+    with transaction.atomic():
+        order = Order.objects.create(email="a@example.com", total=1)
+        jobs.publish("order.placed", obj=order, order_id=str(order.id))
+    monkeypatch.undo()
+
+    assert sweep_outbox(older_than=60) == 0
+    assert set(Job.objects.values_list("status", flat=True)) == {"pending"}
+
+
+def test_sweep_stops_while_the_broker_still_refuses(products, stub_broker, monkeypatch):
+    monkeypatch.setattr(stub_broker, "enqueue", refuse)
+    with transaction.atomic():
+        order = Order.objects.create(email="a@example.com", total=1)
+        jobs.publish("order.placed", obj=order, order_id=str(order.id))
+
+    assert sweep_outbox(older_than=0) == 0
+    assert set(Job.objects.values_list("status", flat=True)) == {"pending"}
+
+
+def test_publishing_the_same_event_twice_for_one_object_writes_one_set_of_jobs(products, stub_broker):
+    with transaction.atomic():
+        order = Order.objects.create(email="a@example.com", total=1)
+        jobs.publish("order.placed", obj=order, order_id=str(order.id))
+        jobs.publish("order.placed", obj=order, order_id=str(order.id))
+
+    assert Job.objects.count() == 3
+    assert stub_broker.queues["default"].qsize() == 3
+
+
+def test_enqueue_of_an_unknown_actor_fails_at_once(db):
+    import dramatiq
+
+    with pytest.raises(dramatiq.errors.ActorNotFound):
+        jobs.enqueue("no_such_actor", 1)
+    assert Job.objects.count() == 0

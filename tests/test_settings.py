@@ -1,0 +1,64 @@
+"""Settings come from the environment; production refuses to start without a secret."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.support.workers import ROOT
+
+
+def run_check(**env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    clean.update({"BUZZER_TESTING": "0", "BUZZER_ENV_FILE": "/nonexistent/.env", **env})
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings');"
+            " django.setup(); from django.conf import settings; print(settings.DEBUG)",
+        ],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_refuses_to_start_without_secret_key():
+    result = run_check(DEBUG="false")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_production_starts_with_a_secret_key_and_debug_off():
+    result = run_check(DEBUG="false", SECRET_KEY="x" * 60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_tests_use_their_own_redis_database():
+    assert settings.REDIS_URL.endswith("/15")
+
+
+@pytest.mark.django_db
+def test_sqlite_runs_in_wal_mode_with_immediate_transactions():
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite settings only")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+    assert settings.DATABASES["default"]["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+def test_every_dramatiq_middleware_is_listed_explicitly():
+    middleware = settings.DRAMATIQ_BROKER["MIDDLEWARE"]
+    assert "jobs.middleware.Retries" in middleware
+    assert "jobs.middleware.JobTracking" in middleware
+    assert not any("Prometheus" in m or "AdminMiddleware" in m for m in middleware)
+    # tracking must come before Retries: Dramatiq runs "after" hooks in reverse
+    assert middleware.index("jobs.middleware.JobTracking") < middleware.index("jobs.middleware.Retries")
