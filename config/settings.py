@@ -89,6 +89,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # where the SQLite files live
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -179,6 +180,9 @@ DRAMATIQ_BROKER = {
         "django_dramatiq.middleware.DbConnectionsMiddleware",
     ],
 }
+# Off only to measure bare Dramatiq in bench/jobs_throughput.py.
+if not env.bool("BUZZER_JOB_TRACKING", default=True):
+    DRAMATIQ_BROKER["MIDDLEWARE"].remove("jobs.middleware.JobTracking")
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
 
 # --- Buzzer ---------------------------------------------------------------------------
@@ -193,6 +197,9 @@ BUZZER_TIME_LIMIT_MS = env.int("BUZZER_TIME_LIMIT_MS", default=120_000)
 # Jobs still pending this long after they were written are dispatched by the sweep.
 BUZZER_SWEEP_AFTER_SECONDS = env.float("BUZZER_SWEEP_AFTER_SECONDS", default=5.0)
 BUZZER_SWEEP_INTERVAL_SECONDS = env.float("BUZZER_SWEEP_INTERVAL_SECONDS", default=2.0)
+# How long a worker's claim on a job is remembered in Redis: a duplicate delivery within
+# this window is skipped (the effects ledger still guards side effects after it).
+BUZZER_CLAIM_TTL_SECONDS = env.int("BUZZER_CLAIM_TTL_SECONDS", default=86_400)
 BUZZER_IDEMPOTENCY_TTL_HOURS = env.int("BUZZER_IDEMPOTENCY_TTL_HOURS", default=48)
 
 PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="orders.payments.FakeGateway")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import traceback
 import uuid
 from typing import Any
@@ -43,19 +42,6 @@ class TimeLimit(DramatiqTimeLimit):
         super().__init__(**kwargs)
 
 
-def is_worker_alive(broker: dramatiq.Broker, worker_id: str) -> bool:
-    """Whether the worker process that claimed a job still sends heartbeats."""
-    if not worker_id or worker_id == getattr(broker, "broker_id", None):
-        return True
-    client = getattr(broker, "client", None)
-    if client is None:  # the stub broker has no heartbeats: assume alive, never run twice
-        return True
-    score = client.zscore(f"{broker.namespace}:__heartbeats__", worker_id)
-    if score is None:
-        return False
-    return time.time() * 1000 - float(score) < broker.heartbeat_timeout
-
-
 def describe(exception: BaseException) -> tuple[str, str]:
     error = f"{type(exception).__name__}: {exception}"[:ERROR_LIMIT]
     tb = "".join(traceback.format_exception(exception, limit=30))[-TRACEBACK_LIMIT:]
@@ -63,48 +49,67 @@ def describe(exception: BaseException) -> tuple[str, str]:
 
 
 class JobTracking(Middleware):
-    """Keeps the `jobs.Job` row of every message true, through the group-commit writer."""
+    """Keeps the `jobs.Job` row of every message true.
+
+    Before a job runs, its delivery claims it in Redis (`jobs.claims`): a duplicate of an
+    attempt that is running or done is skipped. Starts and finishes are reported to the
+    process's batch writer (`jobs.writer`), which the worker threads never wait for.
+    """
 
     def __init__(self) -> None:
-        self._writer = None
+        self._writer: Any = None
+        self._claims: Any = None
         self._lock = threading.Lock()
 
-    def writer(self, broker: dramatiq.Broker):
+    def _tools(self, broker: dramatiq.Broker) -> tuple[Any, Any]:
         if self._writer is None:
             with self._lock:
                 if self._writer is None:
+                    from jobs.claims import claims_for
                     from jobs.writer import JobWriter
 
-                    self._writer = JobWriter(lambda worker: is_worker_alive(broker, worker))
-        return self._writer
+                    self._claims = claims_for(broker)
+                    self._writer = JobWriter()
+        return self._writer, self._claims
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        from jobs.writer import SKIP, Claim, Finish, now
+        from django.utils import timezone
+
+        from jobs.writer import Finished, Started
 
         try:
             job_id = uuid.UUID(message.message_id)
         except ValueError:
             logger.warning("Message %s has no job id; running it untracked", message.message_id)
             return
-        writer = self.writer(broker)
-        if message.failed:  # an earlier middleware (age limit) gave up on it
-            writer.finish(Finish(job_id, "dead", now(), error="Message exceeded its age limit"))
+        writer, claims = self._tools(broker)
+        attempt = message.options.get("retries", 0) + 1
+        if message.failed:  # an earlier middleware (the age limit) gave up on it
+            error = "The message exceeded its age limit."
+            writer.finished(Finished(job_id, attempt, "dead", timezone.now(), error=error))
             return
-        outcome = writer.claim(
-            Claim(
+        worker = getattr(broker, "broker_id", "") or f"stub-{id(broker)}"
+        outcome = claims.claim(str(job_id), attempt, worker)
+        if outcome is False:
+            raise SkipMessage(f"job {job_id} attempt {attempt} is already running or done")
+        if isinstance(outcome, str):  # redelivered after the worker that held it died
+            dead_worker = outcome.removeprefix("dead:")
+            if _finished(job_id) or not claims.take_over(str(job_id), attempt, dead_worker, worker):
+                raise SkipMessage(f"job {job_id} is finished or was taken over")
+            logger.warning("Job %s: worker %s died during attempt %d; running it again", job_id, dead_worker, attempt)
+        message._buzzer_attempt = attempt
+        writer.started(
+            Started(
                 job_id=job_id,
-                retries=message.options.get("retries", 0),
-                worker=getattr(broker, "broker_id", ""),
+                attempt=attempt,
+                worker=worker,
+                at=timezone.now(),
                 actor_name=message.actor_name,
                 queue_name=message.queue_name.removesuffix(".DQ"),
                 args=list(message.args),
                 kwargs=dict(message.kwargs),
-                now=now(),
             )
         )
-        if outcome == SKIP:
-            raise SkipMessage(f"job {job_id} is not waiting to run")
-        message._buzzer_job_id = job_id
 
     def after_process_message(
         self,
@@ -114,22 +119,36 @@ class JobTracking(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        from jobs.writer import Finish, now
+        from django.utils import timezone
 
-        job_id = getattr(message, "_buzzer_job_id", None)
-        if job_id is None:
+        from jobs.writer import Finished
+
+        attempt = getattr(message, "_buzzer_attempt", None)
+        if attempt is None:
             return
-        writer = self.writer(broker)
+        job_id = uuid.UUID(message.message_id)
+        writer, _ = self._tools(broker)
         if exception is None and not message.failed:
-            writer.finish(Finish(job_id, "succeeded", now()))
+            writer.finished(Finished(job_id, attempt, "succeeded", timezone.now()))
             return
-        error, tb = describe(exception) if exception else ("Message failed", "")
-        # Retries (earlier in the chain) has already decided: failed means no more tries.
+        error, tb = describe(exception) if exception else ("The message failed.", "")
+        # Retries (whose hook ran just before this one) has decided: failed means no more tries.
         status = "dead" if message.failed else "retrying"
-        writer.finish(Finish(job_id, status, now(), error=error, traceback=tb))
+        writer.finished(Finished(job_id, attempt, status, timezone.now(), error=error, traceback=tb))
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         with self._lock:
             writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
+
+    def flush(self) -> None:
+        """Wait until every reported state is written (for tests and shutdown)."""
+        if self._writer is not None:
+            self._writer.flush()
+
+
+def _finished(job_id: uuid.UUID) -> bool:
+    from jobs.models import Job
+
+    return Job.objects.filter(pk=job_id, status__in=Job.FINISHED).exists()

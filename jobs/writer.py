@@ -1,10 +1,10 @@
-"""Group commit for job state: one thread per worker process writes the state changes
-of all its worker threads in batches, one short transaction each.
+"""Batched job state writes: one thread per worker process writes what its worker
+threads report (job started, job finished) in few short transactions.
 
-A worker thread that claims a job waits for the batch holding its claim (the claim
-decides whether the job runs); finishing a job only queues the write. With 2 processes
-this keeps the database at 2 writers instead of 16, which is what makes tracking
-affordable on SQLite (see docs/BENCHMARKS.md).
+Worker threads never wait for it: whether a delivery may run is decided by its claim in
+Redis (`jobs.claims`). A start and a finish of the same attempt that meet in one batch
+become a single UPDATE, so a short job costs one row write. Each write is guarded by the
+attempt number, so a late report never overwrites a newer attempt.
 """
 
 from __future__ import annotations
@@ -14,41 +14,35 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
-CLAIMED = "claimed"
-SKIP = "skip"
-
-BATCH_LIMIT = 500
+BATCH_LIMIT = 1000
 
 
 @dataclass
-class Claim:
+class Started:
     job_id: uuid.UUID
-    retries: int
+    attempt: int
     worker: str
+    at: datetime
     actor_name: str
     queue_name: str
     args: list[Any]
     kwargs: dict[str, Any]
-    now: datetime
-    future: Future = field(default_factory=Future)
 
 
 @dataclass
-class Finish:
+class Finished:
     job_id: uuid.UUID
+    attempt: int
     status: str
-    now: datetime
+    at: datetime
     error: str = ""
     traceback: str = ""
 
@@ -59,163 +53,175 @@ class Barrier:
 
 
 class JobWriter:
-    """Batches claims and finishes of jobs into few transactions."""
-
-    def __init__(self, is_worker_alive: Callable[[str], bool]) -> None:
-        self._is_worker_alive = is_worker_alive
-        self._ops: queue.SimpleQueue = queue.SimpleQueue()
-        self._stopping = threading.Event()
+    def __init__(self) -> None:
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="buzzer-job-writer", daemon=True)
         self._thread.start()
 
-    # --- called from worker threads ---------------------------------------------------
-    def claim(self, op: Claim, timeout: float = 60.0) -> str:
-        self._ops.put(op)
-        return op.future.result(timeout=timeout)
+    def started(self, event: Started) -> None:
+        self._events.put(event)
 
-    def finish(self, op: Finish) -> None:
-        self._ops.put(op)
+    def finished(self, event: Finished) -> None:
+        self._events.put(event)
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until every write queued before this call is committed."""
+        """Wait until everything reported before this call is committed."""
         barrier = Barrier()
-        self._ops.put(barrier)
+        self._events.put(barrier)
         return barrier.done.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         self.flush(timeout)
-        self._stopping.set()
-        self._ops.put(None)
+        self._events.put(None)
         self._thread.join(timeout)
 
     # --- the writer thread ------------------------------------------------------------
     def _run(self) -> None:
-        unwritten: list[Finish] = []
+        pending: list[Started | Finished] = []
         barriers: list[Barrier] = []
         stopping = False
         failures = 0
         while True:
             batch: list[Any] = []
             try:
-                # With finishes still unwritten (the database refused them), wake up to retry.
-                batch.append(self._ops.get(timeout=0.5 if unwritten else None))
+                # With writes still pending (the database refused them), wake up to retry.
+                batch.append(self._events.get(timeout=0.5 if pending else None))
                 while len(batch) < BATCH_LIMIT:
-                    batch.append(self._ops.get_nowait())
+                    batch.append(self._events.get_nowait())
             except queue.Empty:
                 pass
-            stopping = stopping or any(o is None for o in batch)
-            claims = [o for o in batch if isinstance(o, Claim)]
-            unwritten.extend(o for o in batch if isinstance(o, Finish))
-            barriers.extend(o for o in batch if isinstance(o, Barrier))
+            stopping = stopping or any(e is None for e in batch)
+            pending.extend(e for e in batch if isinstance(e, (Started, Finished)))
+            barriers.extend(e for e in batch if isinstance(e, Barrier))
             try:
-                self._write(unwritten, claims)
-                unwritten, failures = [], 0
-            except Exception as exc:  # keep the finishes for the next round, fail the claims
+                write(pending)
+                pending, failures = [], 0
+            except Exception:  # keep the events and try again: the state must end up right
                 failures += 1
-                logger.exception("Writing %d job state changes failed", len(unwritten) + len(claims))
-                for claim in claims:
-                    if not claim.future.done():
-                        claim.future.set_exception(exc)
+                logger.exception("Writing %d job state changes failed (try %d)", len(pending), failures)
                 connection.close()
                 time.sleep(min(5.0, 0.2 * failures))
-            if not unwritten:
+            if not pending:
                 for barrier in barriers:
                     barrier.done.set()
                 barriers = []
-            if stopping and (not unwritten or failures >= 5):
-                if unwritten:
-                    logger.error("Giving up on %d job state changes at shutdown", len(unwritten))
+            if stopping and (not pending or failures >= 5):
+                if pending:
+                    logger.error("Giving up on %d job state changes at shutdown", len(pending))
                 connection.close()
                 return
 
-    def _write(self, finishes: list[Finish], claims: list[Claim]) -> None:
-        if not finishes and not claims:
-            return
-        connection.close_if_unusable_or_obsolete()
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                # Finishes first: a finish is always queued before any later claim of
-                # the same job, and claims of one batch never finish in that batch.
-                self._write_finishes(cursor, finishes)
-                outcomes = [self._claim(cursor, claim) for claim in claims]
-        for claim, outcome in zip(claims, outcomes, strict=True):
-            claim.future.set_result(outcome)
 
-    def _write_finishes(self, cursor: Any, finishes: list[Finish]) -> None:
-        if not finishes:
-            return
-        table = _table()
-        succeeded = [f for f in finishes if f.status == "succeeded"]
-        others = [f for f in finishes if f.status != "succeeded"]
-        if succeeded:
-            cursor.executemany(
-                f"UPDATE {table} SET status = 'succeeded', finished_at = %s WHERE id = %s AND status = 'running'",
-                [(_dt(f.now), _pk(f.job_id)) for f in succeeded],
-            )
-        if others:
-            cursor.executemany(
-                f"UPDATE {table} SET status = %s, finished_at = %s, last_error = %s, "
-                "traceback = %s WHERE id = %s AND status = 'running'",
-                [(f.status, _dt(f.now), f.error, f.traceback, _pk(f.job_id)) for f in others],
-            )
-
-    def _claim(self, cursor: Any, claim: Claim) -> str:
-        table = _table()
-        claim_sql = (
-            f"UPDATE {table} SET status = 'running', attempts = attempts + 1, "
-            "started_at = %s, finished_at = NULL, worker = %s WHERE id = %s AND "
-        )
-        params = [_dt(claim.now), claim.worker, _pk(claim.job_id)]
-        # Waiting jobs are claimed at once. A running job whose attempt counter is behind
-        # this delivery's retry count had its previous attempt's finish not written yet.
-        cursor.execute(
-            claim_sql + "(status IN ('pending', 'enqueued', 'retrying') OR (status = 'running' AND attempts <= %s))",
-            [*params, claim.retries],
-        )
-        if cursor.rowcount == 1:
-            return CLAIMED
-        cursor.execute(f"SELECT status, worker FROM {table} WHERE id = %s", [_pk(claim.job_id)])
-        row = cursor.fetchone()
-        if row is None:
-            return self._adopt(claim)
-        status, worker = row
-        if status == "running" and worker != claim.worker and not self._is_worker_alive(worker):
-            # Redelivered after its worker died mid-job: run it again.
-            logger.warning("Job %s was running on dead worker %s; running it again", claim.job_id, worker)
-            cursor.execute(claim_sql + "status = 'running'", params)
-            return CLAIMED if cursor.rowcount == 1 else SKIP
-        logger.info("Skipping job %s: it is %s", claim.job_id, status)
-        return SKIP
-
-    def _adopt(self, claim: Claim) -> str:
-        """A message sent without a Job row (plain `actor.send()`): track it from now."""
-        from jobs.models import Job
-
-        Job.objects.bulk_create(
-            [
-                Job(
-                    id=claim.job_id,
-                    actor_name=claim.actor_name,
-                    queue_name=claim.queue_name,
-                    args=claim.args,
-                    kwargs=claim.kwargs,
-                    status=Job.Status.RUNNING,
-                    attempts=1,
-                    worker=claim.worker,
-                    created_at=claim.now,
-                    enqueued_at=claim.now,
-                    started_at=claim.now,
-                )
-            ],
-            ignore_conflicts=True,
-        )
-        return CLAIMED
-
-
-def _table() -> str:
+def write(events: list[Started | Finished]) -> None:
+    """Write a batch of events in one transaction, merging each attempt's start and finish."""
+    if not events:
+        return
+    starts: dict[tuple[uuid.UUID, int], Started] = {}
+    combined: list[tuple[Started, Finished]] = []
+    finishes: list[Finished] = []
+    for event in events:
+        key = (event.job_id, event.attempt)
+        if isinstance(event, Started):
+            starts[key] = event
+        elif key in starts:
+            combined.append((starts.pop(key), event))
+        else:
+            finishes.append(event)
     from jobs.models import Job
 
-    return connection.ops.quote_name(Job._meta.db_table)
+    table = connection.ops.quote_name(Job._meta.db_table)
+    short = False  # did an update of a started job touch fewer rows than it named?
+    with transaction.atomic(), connection.cursor() as cursor:
+        if finishes:
+            # A success keeps the error of the attempt before it, for the record.
+            ok = [f for f in finishes if not f.error]
+            failed = [f for f in finishes if f.error]
+            if ok:
+                cursor.executemany(
+                    f"UPDATE {table} SET status = %s, finished_at = %s WHERE id = %s AND attempts <= %s",
+                    [(f.status, _dt(f.at), _pk(f.job_id), f.attempt) for f in ok],
+                )
+            if failed:
+                cursor.executemany(
+                    f"UPDATE {table} SET status = %s, finished_at = %s, last_error = %s, traceback = %s "
+                    "WHERE id = %s AND attempts <= %s",
+                    [(f.status, _dt(f.at), f.error, f.traceback, _pk(f.job_id), f.attempt) for f in failed],
+                )
+        if combined:
+            ok = [(s, f) for s, f in combined if not f.error]
+            failed = [(s, f) for s, f in combined if f.error]
+            touched = 0
+            if ok:
+                cursor.executemany(
+                    f"UPDATE {table} SET status = %s, attempts = %s, started_at = %s, finished_at = %s, "
+                    "worker = %s WHERE id = %s AND attempts <= %s",
+                    [(f.status, s.attempt, _dt(s.at), _dt(f.at), s.worker, _pk(s.job_id), s.attempt) for s, f in ok],
+                )
+                touched += cursor.rowcount
+            if failed:
+                cursor.executemany(
+                    f"UPDATE {table} SET status = %s, attempts = %s, started_at = %s, finished_at = %s, "
+                    "worker = %s, last_error = %s, traceback = %s WHERE id = %s AND attempts <= %s",
+                    [
+                        (
+                            f.status,
+                            s.attempt,
+                            _dt(s.at),
+                            _dt(f.at),
+                            s.worker,
+                            f.error,
+                            f.traceback,
+                            _pk(s.job_id),
+                            s.attempt,
+                        )
+                        for s, f in failed
+                    ],
+                )
+                touched += cursor.rowcount
+            short = touched < len(combined)
+        if starts:
+            cursor.executemany(
+                f"UPDATE {table} SET status = 'running', attempts = %s, started_at = %s, finished_at = NULL, "
+                "worker = %s WHERE id = %s AND attempts <= %s",
+                [(s.attempt, _dt(s.at), s.worker, _pk(s.job_id), s.attempt) for s in starts.values()],
+            )
+            short = short or cursor.rowcount < len(starts)
+        if short:
+            begun = [s for s, _ in combined] + list(starts.values())
+            _adopt(cursor, table, begun, {(s.job_id, s.attempt): f for s, f in combined})
+
+
+def _adopt(cursor: Any, table: str, begun: list[Started], finishes: dict[tuple[uuid.UUID, int], Finished]) -> None:
+    """Jobs sent without a Job row (a plain `actor.send()`) get one when they start."""
+    from jobs.models import Job
+
+    ids = list({s.job_id for s in begun})
+    placeholders = ", ".join(["%s"] * len(ids))
+    cursor.execute(f"SELECT id FROM {table} WHERE id IN ({placeholders})", [_pk(i) for i in ids])
+    known = {Job._meta.pk.to_python(row[0]) for row in cursor.fetchall()}
+    rows = {}
+    for s in begun:
+        if s.job_id in known:
+            continue
+        finish = finishes.get((s.job_id, s.attempt))
+        rows[s.job_id] = Job(
+            id=s.job_id,
+            actor_name=s.actor_name,
+            queue_name=s.queue_name,
+            args=s.args,
+            kwargs=s.kwargs,
+            status=finish.status if finish else Job.Status.RUNNING,
+            attempts=s.attempt,
+            worker=s.worker,
+            created_at=s.at,
+            enqueued_at=s.at,
+            started_at=s.at,
+            finished_at=finish.at if finish else None,
+            last_error=finish.error if finish else "",
+            traceback=finish.traceback if finish else "",
+        )
+    if rows:
+        Job.objects.bulk_create(rows.values(), ignore_conflicts=True)
 
 
 def _pk(job_id: uuid.UUID) -> Any:
@@ -226,7 +232,3 @@ def _pk(job_id: uuid.UUID) -> Any:
 
 def _dt(value: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
-
-
-def now() -> datetime:
-    return timezone.now()

@@ -37,8 +37,8 @@ def run(stub_broker, stub_worker):
             stub_broker.join(queue_name, timeout=10_000, fail_fast=False)
     stub_worker.join()
     for middleware in stub_broker.middleware:
-        if isinstance(middleware, JobTracking) and middleware._writer is not None:
-            middleware._writer.flush()
+        if isinstance(middleware, JobTracking):
+            middleware.flush()
 
 
 def test_successful_job_ends_succeeded_with_one_attempt(stub_broker, stub_worker):
