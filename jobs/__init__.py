@@ -9,8 +9,9 @@ from typing import Any
 from jobs.actors import actor
 from jobs.errors import PermanentError
 from jobs.events import subscribe
+from jobs.periodic import periodic
 
-__all__ = ["PermanentError", "actor", "enqueue", "once", "publish", "subscribe"]
+__all__ = ["PermanentError", "actor", "enqueue", "once", "periodic", "publish", "subscribe"]
 
 
 def enqueue(*args: Any, **kwargs: Any) -> Any:

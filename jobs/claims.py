@@ -27,7 +27,8 @@ if current then
   local sep = string.find(current, '|', 1, true)
   local held = tonumber(string.sub(current, 1, sep - 1))
   local holder = string.sub(current, sep + 1)
-  if held >= attempt then
+  if held > attempt then return 0 end
+  if held == attempt then
     if holder == ARGV[2] then return 0 end
     local beat = redis.call('ZSCORE', KEYS[2], holder)
     if beat and tonumber(ARGV[3]) - tonumber(beat) < tonumber(ARGV[4]) then return 0 end

@@ -1,7 +1,11 @@
 """Order side effects as actors: thin, they take ids and call one service each."""
 
+from datetime import timedelta
+
+from django.conf import settings
+
 import jobs
-from orders import services
+from orders import idempotency, services
 
 # Each subscriber states its retry policy; PermanentError always goes to the DLQ.
 
@@ -22,3 +26,9 @@ def update_inventory(order_id: str) -> None:
 @jobs.actor(max_retries=8, min_backoff=1_000, max_backoff=300_000, time_limit=30_000)
 def record_analytics(order_id: str) -> None:
     services.record_analytics(order_id)
+
+
+@jobs.periodic(seconds=3600)
+@jobs.actor(max_retries=3, time_limit=300_000)
+def prune_idempotency_keys() -> None:
+    idempotency.prune(timedelta(hours=settings.BUZZER_IDEMPOTENCY_TTL_HOURS))

@@ -126,3 +126,28 @@ def test_enqueue_with_a_key_writes_one_job(stub_broker):
     assert first.pk == second.pk
     assert Job.objects.count() == 1
     assert stub_broker.queues["default"].qsize() == 1
+
+
+def test_duplicate_delivery_while_the_first_runs_is_skipped(stub_broker, stub_worker):
+    job = jobs.enqueue(flaky, "dup", 0)
+    stub_broker.enqueue(build_message(job))  # the sweep and the after-commit send raced
+
+    run(stub_broker, stub_worker)
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("succeeded", 1)
+    assert calls == ["dup"]
+
+
+def test_a_late_report_never_overwrites_a_newer_attempt():
+    from django.utils import timezone
+
+    from jobs.writer import Finished, Started, write
+
+    job = Job.objects.create(actor_name="flaky")
+    start = Started(job.id, 2, "w", timezone.now(), "flaky", "default", [], {})
+    write([start, Finished(job.id, 2, "succeeded", timezone.now())])
+    write([Finished(job.id, 1, "retrying", timezone.now(), error="stale")])
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.last_error) == ("succeeded", 2, "")

@@ -86,3 +86,15 @@ def test_enqueue_of_an_unknown_actor_fails_at_once(db):
     with pytest.raises(dramatiq.errors.ActorNotFound):
         jobs.enqueue("no_such_actor", 1)
     assert Job.objects.count() == 0
+
+
+def test_periodic_job_is_written_once_per_slot_however_many_schedulers_ask(stub_broker):
+    from jobs.periodic import enqueue_due, registered
+
+    entry = next(e for e in registered() if e.actor_name == "prune_idempotency_keys")
+    first = enqueue_due(entry, now=7200.0)
+    again = enqueue_due(entry, now=7201.0)  # a second scheduler, same hour
+    later = enqueue_due(entry, now=10800.0)  # the next hour
+
+    assert first.pk == again.pk != later.pk
+    assert Job.objects.filter(actor_name="prune_idempotency_keys").count() == 2

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from jobs import services
+from jobs import periodic, services
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,16 @@ def sweep_outbox() -> None:
         close_old_connections()
 
 
+def enqueue_periodic(entry: periodic.Periodic) -> None:
+    close_old_connections()
+    try:
+        periodic.enqueue_due(entry)
+    finally:
+        close_old_connections()
+
+
 class Command(BaseCommand):
-    help = "Run the scheduler: the outbox sweep (and, later, recurring jobs)."
+    help = "Run the scheduler: the outbox sweep and the periodic jobs (it only enqueues)."
 
     def handle(self, *args: Any, **options: Any) -> None:
         scheduler = BlockingScheduler(timezone=settings.TIME_ZONE)
@@ -36,6 +44,17 @@ class Command(BaseCommand):
             max_instances=1,
             coalesce=True,
         )
+
+        for entry in periodic.registered():
+            scheduler.add_job(
+                enqueue_periodic,
+                "interval",
+                args=[entry],
+                seconds=entry.seconds,
+                id=f"periodic:{entry.actor_name}",
+                max_instances=1,
+                coalesce=True,
+            )
 
         def stop(signum: int, frame: Any) -> None:
             logger.info("Scheduler stopping on signal %s", signum)

@@ -1,0 +1,68 @@
+"""Claims decide which delivery of a job runs: real Redis (the suite's database)."""
+
+import time
+
+import pytest
+
+from jobs.claims import MemoryClaims, RedisClaims
+
+
+@pytest.fixture
+def claims(real_broker):
+    return RedisClaims(real_broker, ttl_seconds=60)
+
+
+def beat(broker, worker, age_ms=0):
+    broker.client.zadd(f"{broker.namespace}:__heartbeats__", {worker: time.time() * 1000 - age_ms})
+
+
+def test_first_delivery_claims_and_a_duplicate_is_refused(claims, real_broker):
+    beat(real_broker, "worker-a")
+    assert claims.claim("job-1", 1, "worker-a") is True
+    assert claims.claim("job-1", 1, "worker-b") is False
+    assert claims.claim("job-1", 1, "worker-a") is False
+
+
+def test_a_retry_claims_the_next_attempt_but_not_an_older_one(claims, real_broker):
+    beat(real_broker, "worker-a")
+    assert claims.claim("job-2", 1, "worker-a")
+    assert claims.claim("job-2", 2, "worker-b") is True
+    assert claims.claim("job-2", 1, "worker-c") is False
+
+
+def test_redelivery_after_the_holder_died_reports_the_dead_worker(claims, real_broker):
+    beat(real_broker, "worker-dead", age_ms=real_broker.heartbeat_timeout + 1000)
+    assert claims.claim("job-3", 1, "worker-dead")
+
+    assert claims.claim("job-3", 1, "worker-b") == "dead:worker-dead"
+    assert claims.take_over("job-3", 1, "worker-dead", "worker-b") is True
+    assert claims.take_over("job-3", 1, "worker-dead", "worker-c") is False  # only one takes it over
+    beat(real_broker, "worker-b")
+    assert claims.claim("job-3", 1, "worker-c") is False
+
+
+def test_holder_without_any_heartbeat_counts_as_dead(claims):
+    assert claims.claim("job-4", 1, "never-seen")
+    assert claims.claim("job-4", 1, "worker-b") == "dead:never-seen"
+
+
+def test_released_job_can_be_claimed_afresh(claims, real_broker):
+    beat(real_broker, "worker-a")
+    claims.claim("job-5", 1, "worker-a")
+    claims.release("job-5")
+    assert claims.claim("job-5", 1, "worker-b") is True
+
+
+def test_claims_expire_after_their_ttl(claims, real_broker):
+    claims.claim("job-6", 1, "worker-a")
+    ttl = real_broker.client.ttl(f"{real_broker.namespace}:buzzer:claim:job-6")
+    assert 0 < ttl <= 60
+
+
+def test_memory_claims_follow_the_same_rules():
+    claims = MemoryClaims()
+    assert claims.claim("j", 1, "w") is True
+    assert claims.claim("j", 1, "w2") is False
+    assert claims.claim("j", 2, "w2") is True
+    claims.release("j")
+    assert claims.claim("j", 1, "w3") is True
