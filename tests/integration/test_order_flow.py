@@ -101,12 +101,13 @@ def test_jobs_never_dispatched_are_sent_by_the_scheduler_sweep(products, worker_
         [sys.executable, "manage.py", "runscheduler"],
         cwd=ROOT,
         env=worker_env(BUZZER_SWEEP_AFTER_SECONDS="0.5", BUZZER_SWEEP_INTERVAL_SECONDS="0.5"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_until(all_jobs_finished(3), timeout=60, what="the swept jobs to finish")
     finally:
         scheduler.terminate()
-        assert scheduler.wait(10) == 0
+        output = scheduler.communicate(timeout=10)[0].decode(errors="replace")
+    assert scheduler.returncode == 0, output
     assert set(Job.objects.values_list("status", flat=True)) == {"succeeded"}

@@ -10,7 +10,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from jobs import periodic, services
+from jobs import services
+from jobs.periodic import Periodic, enqueue_due, registered
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +24,10 @@ def sweep_outbox() -> None:
         close_old_connections()
 
 
-def enqueue_periodic(entry: periodic.Periodic) -> None:
+def enqueue_periodic(entry: Periodic) -> None:
     close_old_connections()
     try:
-        periodic.enqueue_due(entry)
+        enqueue_due(entry)
     finally:
         close_old_connections()
 
@@ -45,7 +46,7 @@ class Command(BaseCommand):
             coalesce=True,
         )
 
-        for entry in periodic.registered():
+        for entry in registered():
             scheduler.add_job(
                 enqueue_periodic,
                 "interval",
