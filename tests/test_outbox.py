@@ -24,6 +24,14 @@ def refuse(*args, **kwargs):
     raise BrokerDown("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
 
+def place_while_broker_refuses(stub_broker, monkeypatch) -> Order:
+    monkeypatch.setattr(stub_broker, "enqueue", refuse)
+    with transaction.atomic():
+        order = Order.objects.create(email="a@example.com", total=1)
+        jobs.publish("order.placed", obj=order, order_id=str(order.id))
+    return order
+
+
 def test_order_is_accepted_while_the_broker_refuses_and_jobs_stay_pending(api, products, stub_broker, monkeypatch):
     monkeypatch.setattr(stub_broker, "enqueue", refuse)
 
@@ -35,10 +43,7 @@ def test_order_is_accepted_while_the_broker_refuses_and_jobs_stay_pending(api, p
 
 
 def test_sweep_dispatches_jobs_left_pending(products, stub_broker, monkeypatch):
-    monkeypatch.setattr(stub_broker, "enqueue", refuse)
-    with transaction.atomic():
-        order = Order.objects.create(email="a@example.com", total=1)
-        jobs.publish("order.placed", obj=order, order_id=str(order.id))
+    place_while_broker_refuses(stub_broker, monkeypatch)
     monkeypatch.undo()
     Job.objects.update(created_at=timezone.now() - timedelta(seconds=30))
 
@@ -50,10 +55,7 @@ def test_sweep_dispatches_jobs_left_pending(products, stub_broker, monkeypatch):
 
 
 def test_sweep_leaves_fresh_pending_jobs_to_their_own_dispatch(products, stub_broker, monkeypatch):
-    monkeypatch.setattr(stub_broker, "enqueue", refuse)
-    with transaction.atomic():
-        order = Order.objects.create(email="a@example.com", total=1)
-        jobs.publish("order.placed", obj=order, order_id=str(order.id))
+    place_while_broker_refuses(stub_broker, monkeypatch)
     monkeypatch.undo()
 
     assert sweep_outbox(older_than=60) == 0
@@ -61,10 +63,7 @@ def test_sweep_leaves_fresh_pending_jobs_to_their_own_dispatch(products, stub_br
 
 
 def test_sweep_stops_while_the_broker_still_refuses(products, stub_broker, monkeypatch):
-    monkeypatch.setattr(stub_broker, "enqueue", refuse)
-    with transaction.atomic():
-        order = Order.objects.create(email="a@example.com", total=1)
-        jobs.publish("order.placed", obj=order, order_id=str(order.id))
+    place_while_broker_refuses(stub_broker, monkeypatch)
 
     assert sweep_outbox(older_than=0) == 0
     assert set(Job.objects.values_list("status", flat=True)) == {"pending"}
