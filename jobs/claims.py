@@ -4,7 +4,11 @@ A worker claims a job in Redis before running it: one `SET NX` for a first deliv
 a short script for the rare rest. The claim holds the attempt number and the worker
 (Dramatiq broker id). A later delivery of the same attempt — the outbox sweep and the
 after-commit send racing, or a message redelivered while its first worker still lives —
-is skipped; a retry (a higher attempt) or a redelivery after its worker died runs.
+is skipped; a retry (a higher attempt) runs; a redelivery after its worker died runs
+too, unless the job has killed its worker too often (a crash loop goes to the DLQ).
+
+Claims are kept per generation of a job: a retry from the dead-letter queue starts a new
+generation, so it never collides with the claims of the run that died.
 
 The claim lives in Redis rather than in the Job row because a database round trip per
 job, waited for by the worker thread, capped tracked throughput at a third to a half of
@@ -13,11 +17,16 @@ bare Dramatiq here (docs/BENCHMARKS.md); the Job row is written in batches inste
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import threading
 import time
 from typing import Any, Protocol
 
-# KEYS: claim key, heartbeats sorted set. ARGV: attempt, worker, now ms, heartbeat timeout ms, ttl s.
+logger = logging.getLogger(__name__)
+
+# KEYS: claim key, heartbeats sorted set. ARGV: attempt, worker, now ms, dead-after ms, ttl s.
 # Returns 1 when claimed, 0 when another delivery holds this attempt, or the holder's
 # id prefixed with "dead:" when it holds the same attempt but sends no more heartbeats.
 _CLAIM_SCRIPT = """
@@ -39,55 +48,60 @@ redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
 return 1
 """
 
+# KEYS: claim key, crash counter. ARGV: expected value, new value, ttl s.
+# Returns the number of crashes so far when taken over, 0 when someone else was first.
 _TAKEOVER_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-  return 1
+  local crashes = redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  return crashes
 end
 return 0
 """
 
 
 class Claims(Protocol):
-    def claim(self, job_id: str, attempt: int, worker: str) -> bool | str: ...
+    def claim(self, job_key: str, attempt: int, worker: str) -> bool | str: ...
 
-    def take_over(self, job_id: str, attempt: int, dead_worker: str, worker: str) -> bool: ...
+    def take_over(self, job_key: str, attempt: int, dead_worker: str, worker: str) -> int: ...
 
-    def release(self, job_id: str) -> None: ...
+
+def job_key(job_id: str, generation: int) -> str:
+    return f"{job_id}:{generation}"
 
 
 class RedisClaims:
-    def __init__(self, broker: Any, ttl_seconds: int) -> None:
+    def __init__(self, broker: Any, ttl_seconds: int, dead_after_seconds: float) -> None:
         self.client = broker.client
         self.heartbeats = f"{broker.namespace}:__heartbeats__"
-        self.timeout = broker.heartbeat_timeout
+        self.dead_after_ms = int(dead_after_seconds * 1000)
         self.prefix = f"{broker.namespace}:buzzer:claim:"
+        self.crash_prefix = f"{broker.namespace}:buzzer:crashes:"
         self.ttl = ttl_seconds
         self._claim = self.client.register_script(_CLAIM_SCRIPT)
         self._take_over = self.client.register_script(_TAKEOVER_SCRIPT)
 
-    def claim(self, job_id: str, attempt: int, worker: str) -> bool | str:
+    def claim(self, job_key: str, attempt: int, worker: str) -> bool | str:
         """True when this delivery may run; "dead:<worker>" when the holder is dead."""
-        key = self.prefix + job_id
+        key = self.prefix + job_key
         if attempt == 1 and self.client.set(key, f"1|{worker}", nx=True, ex=self.ttl):
             return True
         result = self._claim(
-            keys=[key, self.heartbeats], args=[attempt, worker, int(time.time() * 1000), self.timeout, self.ttl]
+            keys=[key, self.heartbeats], args=[attempt, worker, int(time.time() * 1000), self.dead_after_ms, self.ttl]
         )
         if isinstance(result, bytes):
             return result.decode()
         return bool(result)
 
-    def take_over(self, job_id: str, attempt: int, dead_worker: str, worker: str) -> bool:
-        return bool(
+    def take_over(self, job_key: str, attempt: int, dead_worker: str, worker: str) -> int:
+        """Take a dead worker's claim; returns how many workers this job has killed (0: lost the race)."""
+        return int(
             self._take_over(
-                keys=[self.prefix + job_id], args=[f"{attempt}|{dead_worker}", f"{attempt}|{worker}", self.ttl]
+                keys=[self.prefix + job_key, self.crash_prefix + job_key],
+                args=[f"{attempt}|{dead_worker}", f"{attempt}|{worker}", self.ttl],
             )
         )
-
-    def release(self, job_id: str) -> None:
-        """Forget a job's claims (it is being re-sent from the dead-letter queue)."""
-        self.client.delete(self.prefix + job_id)
 
 
 class MemoryClaims:
@@ -95,34 +109,71 @@ class MemoryClaims:
 
     def __init__(self) -> None:
         self._held: dict[str, tuple[int, str]] = {}
+        self._crashes: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def claim(self, job_id: str, attempt: int, worker: str) -> bool | str:
+    def claim(self, job_key: str, attempt: int, worker: str) -> bool | str:
         with self._lock:
-            held = self._held.get(job_id)
+            held = self._held.get(job_key)
             if held is not None and held[0] >= attempt:
                 return False
-            self._held[job_id] = (attempt, worker)
+            self._held[job_key] = (attempt, worker)
             return True
 
-    def take_over(self, job_id: str, attempt: int, dead_worker: str, worker: str) -> bool:
+    def take_over(self, job_key: str, attempt: int, dead_worker: str, worker: str) -> int:
         with self._lock:
-            if self._held.get(job_id) != (attempt, dead_worker):
-                return False
-            self._held[job_id] = (attempt, worker)
-            return True
+            if self._held.get(job_key) != (attempt, dead_worker):
+                return 0
+            self._held[job_key] = (attempt, worker)
+            self._crashes[job_key] = self._crashes.get(job_key, 0) + 1
+            return self._crashes[job_key]
 
-    def release(self, job_id: str) -> None:
-        with self._lock:
-            self._held.pop(job_id, None)
+
+def workers_key(namespace: str) -> str:
+    """Sorted set of "<broker id>|<host>|<pid>" by last beat (ms) of worker processes."""
+    return f"{namespace}:buzzer:workers"
 
 
 def claims_for(broker: Any) -> Claims:
     from django.conf import settings
 
     if getattr(broker, "client", None) is not None:
-        return RedisClaims(broker, settings.BUZZER_CLAIM_TTL_SECONDS)
+        return RedisClaims(broker, settings.BUZZER_CLAIM_TTL_SECONDS, settings.BUZZER_WORKER_DEAD_AFTER_SECONDS)
     store = getattr(broker, "_buzzer_claims", None)
     if store is None:
         store = broker._buzzer_claims = MemoryClaims()
     return store
+
+
+class Heartbeat:
+    """Beats for a worker process every few seconds, in the sorted set Dramatiq uses.
+
+    Dramatiq beats only when a consumer fetches or acks, so a worker whose threads are
+    all busy with long jobs falls silent and looks dead; this thread keeps it alive.
+    """
+
+    def __init__(self, broker: Any, interval: float) -> None:
+        self.broker = broker
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="buzzer-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        heartbeats = f"{self.broker.namespace}:__heartbeats__"
+        # Dramatiq's set also holds every process that only sends (web, scheduler); this
+        # one holds worker processes only, for the dashboard and the health check.
+        workers = workers_key(self.broker.namespace)
+        while not self._stop.is_set():
+            now = int(time.time() * 1000)
+            try:
+                with self.broker.client.pipeline(transaction=False) as pipe:
+                    pipe.zadd(heartbeats, {self.broker.broker_id: now})
+                    pipe.zadd(workers, {f"{self.broker.broker_id}|{socket.gethostname()}|{os.getpid()}": now})
+                    pipe.execute()
+            except Exception as exc:  # noqa: BLE001 - Redis away: the next beat tries again
+                logger.debug("Heartbeat failed: %s", exc)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()

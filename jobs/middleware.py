@@ -52,30 +52,42 @@ class JobTracking(Middleware):
     """Keeps the `jobs.Job` row of every message true.
 
     Before a job runs, its delivery claims it in Redis (`jobs.claims`): a duplicate of an
-    attempt that is running or done is skipped. Starts and finishes are reported to the
-    process's batch writer (`jobs.writer`), which the worker threads never wait for.
+    attempt that is running or done is skipped, a redelivery after its worker died runs
+    again, and a job that keeps killing its worker goes to the dead-letter queue. Starts
+    and finishes are reported to the process's batch writer (`jobs.writer`), which the
+    worker threads never wait for.
     """
 
     def __init__(self) -> None:
         self._writer: Any = None
         self._claims: Any = None
+        self._heartbeat: Any = None
         self._lock = threading.Lock()
 
     def _tools(self, broker: dramatiq.Broker) -> tuple[Any, Any]:
         if self._writer is None:
             with self._lock:
                 if self._writer is None:
-                    from jobs.claims import claims_for
+                    from django.conf import settings
+
+                    from jobs.claims import Heartbeat, claims_for
                     from jobs.writer import JobWriter
 
                     self._claims = claims_for(broker)
+                    if getattr(broker, "client", None) is not None:
+                        self._heartbeat = Heartbeat(broker, settings.BUZZER_HEARTBEAT_SECONDS)
                     self._writer = JobWriter()
         return self._writer, self._claims
 
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self._tools(broker)  # start beating before the first message
+
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        from django.conf import settings
         from django.utils import timezone
 
-        from jobs.writer import Finished, Started
+        from jobs.claims import job_key
+        from jobs.writer import Started
 
         try:
             job_id = uuid.UUID(message.message_id)
@@ -84,30 +96,58 @@ class JobTracking(Middleware):
             return
         writer, claims = self._tools(broker)
         attempt = message.options.get("retries", 0) + 1
-        if message.failed:  # an earlier middleware (the age limit) gave up on it
-            error = "The message exceeded its age limit."
-            writer.finished(Finished(job_id, attempt, "dead", timezone.now(), error=error))
-            return
         worker = getattr(broker, "broker_id", "") or f"stub-{id(broker)}"
-        outcome = claims.claim(str(job_id), attempt, worker)
+        if message.failed:  # an earlier middleware (the age limit) gave up on it
+            self._dead(message, job_id, attempt, worker, "The message exceeded its age limit.")
+            return
+        key = job_key(str(job_id), message.options.get("buzzer_generation", 0))
+        outcome = claims.claim(key, attempt, worker)
         if outcome is False:
             raise SkipMessage(f"job {job_id} attempt {attempt} is already running or done")
         if isinstance(outcome, str):  # redelivered after the worker that held it died
             dead_worker = outcome.removeprefix("dead:")
-            if _finished(job_id) or not claims.take_over(str(job_id), attempt, dead_worker, worker):
+            crashes = 0 if _finished(job_id) else claims.take_over(key, attempt, dead_worker, worker)
+            if not crashes:
                 raise SkipMessage(f"job {job_id} is finished or was taken over")
+            if crashes >= settings.BUZZER_MAX_WORKER_CRASHES:
+                error = f"The job's worker died {crashes} times while running it (killed, out of memory?)."
+                self._dead(message, job_id, attempt, worker, error)
+                _record_action(job_id, "crash_loop", error)
+                raise SkipMessage(f"job {job_id} keeps killing its worker")
             logger.warning("Job %s: worker %s died during attempt %d; running it again", job_id, dead_worker, attempt)
+            _record_action(job_id, "recover", f"Worker {dead_worker} died during attempt {attempt}; run again.")
         message._buzzer_attempt = attempt
+        message._buzzer_started = timezone.now()
         writer.started(
             Started(
                 job_id=job_id,
                 attempt=attempt,
                 worker=worker,
-                at=timezone.now(),
+                at=message._buzzer_started,
                 actor_name=message.actor_name,
                 queue_name=message.queue_name.removesuffix(".DQ"),
                 args=list(message.args),
                 kwargs=dict(message.kwargs),
+            )
+        )
+
+    def _dead(self, message: Any, job_id: uuid.UUID, attempt: int, worker: str, error: str) -> None:
+        from django.utils import timezone
+
+        from jobs.writer import Finished
+
+        message.fail()  # the consumer then puts it in Dramatiq's dead-letter set
+        self._writer.finished(
+            Finished(
+                job_id,
+                attempt,
+                "dead",
+                timezone.now(),
+                error=error,
+                actor_name=message.actor_name,
+                queue_name=message.queue_name.removesuffix(".DQ"),
+                worker=worker,
+                broker_message_id=message.options.get("redis_message_id", ""),
             )
         )
 
@@ -126,19 +166,35 @@ class JobTracking(Middleware):
         attempt = getattr(message, "_buzzer_attempt", None)
         if attempt is None:
             return
-        job_id = uuid.UUID(message.message_id)
         writer, _ = self._tools(broker)
+        common = {
+            "actor_name": message.actor_name,
+            "queue_name": message.queue_name.removesuffix(".DQ"),
+            "worker": getattr(broker, "broker_id", ""),
+            "started_at": message._buzzer_started,
+        }
+        job_id = uuid.UUID(message.message_id)
         if exception is None and not message.failed:
-            writer.finished(Finished(job_id, attempt, "succeeded", timezone.now()))
+            writer.finished(Finished(job_id, attempt, "succeeded", timezone.now(), **common))
             return
         error, tb = describe(exception) if exception else ("The message failed.", "")
         # Retries (whose hook ran just before this one) has decided: failed means no more tries.
-        status = "dead" if message.failed else "retrying"
-        writer.finished(Finished(job_id, attempt, status, timezone.now(), error=error, traceback=tb))
+        if message.failed:
+            status, rid = "dead", message.options.get("redis_message_id", "")
+        else:
+            status, rid = "retrying", ""
+        writer.finished(
+            Finished(
+                job_id, attempt, status, timezone.now(), error=error, traceback=tb, broker_message_id=rid, **common
+            )
+        )
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         with self._lock:
             writer, self._writer = self._writer, None
+            heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.stop()
         if writer is not None:
             writer.close()
 
@@ -152,3 +208,10 @@ def _finished(job_id: uuid.UUID) -> bool:
     from jobs.models import Job
 
     return Job.objects.filter(pk=job_id, status__in=Job.FINISHED).exists()
+
+
+def _record_action(job_id: uuid.UUID, kind: str, reason: str) -> None:
+    from jobs.models import Job, JobAction
+
+    if Job.objects.filter(pk=job_id).exists():
+        JobAction.objects.create(job_id=job_id, kind=kind, reason=reason)

@@ -3,6 +3,7 @@ effects ledger."""
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -22,10 +23,11 @@ class Job(models.Model):
         RETRYING = "retrying", "retrying"  # an attempt failed, another one is scheduled
         SUCCEEDED = "succeeded", "succeeded"
         FAILED = "failed", "failed"  # finished unsuccessfully and kept out of the DLQ
-        DEAD = "dead", "dead"  # out of retries or a permanent error: the dead-letter queue
+        DEAD = "dead", "dead"  # out of retries, a permanent error or a crash loop: the DLQ
+        DISCARDED = "discarded", "discarded"  # taken out of the DLQ by an operator, with a reason
 
     WAITING = (Status.PENDING, Status.ENQUEUED, Status.RETRYING)
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.DEAD)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.DEAD, Status.DISCARDED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     actor_name = models.CharField(max_length=200)
@@ -42,6 +44,8 @@ class Job(models.Model):
     object_type = models.CharField(max_length=100, blank=True)
     object_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(max_length=64, blank=True)
+    # Redis' own id of the delivery that died, to take it out of Dramatiq's dead-letter set.
+    broker_message_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -51,9 +55,16 @@ class Job(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["-created_at"], name="job_created_idx"),
-            models.Index(fields=["status", "created_at"], name="job_status_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="job_status_created_idx"),
             models.Index(fields=["object_type", "object_id"], name="job_object_idx"),
-            models.Index(fields=["actor_name", "created_at"], name="job_actor_created_idx"),
+            models.Index(fields=["object_id"], name="job_object_id_idx"),
+            models.Index(fields=["actor_name", "-created_at"], name="job_actor_created_idx"),
+            models.Index(fields=["queue_name", "-created_at"], name="job_queue_created_idx"),
+            models.Index(fields=["status", "finished_at"], name="job_status_finished_idx"),
+        ]
+        permissions = [
+            ("retry_job", "Can retry dead jobs"),
+            ("discard_job", "Can discard dead jobs"),
         ]
 
     def __str__(self) -> str:
@@ -79,3 +90,83 @@ class Effect(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class JobAttempt(models.Model):
+    """A failed attempt of a job, with its error (a successful one is the Job row itself)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="failed_attempts")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Job.Status.choices)
+    worker = models.CharField(max_length=64, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField()
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["job", "number"]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} attempt {self.number}"
+
+
+class JobAction(models.Model):
+    """What an operator (or the recovery) did to a job: who, when, why."""
+
+    class Kind(models.TextChoices):
+        RETRY = "retry", "retried"
+        DISCARD = "discard", "discarded"
+        RECOVER = "recover", "recovered from a dead worker"
+        CRASH_LOOP = "crash_loop", "dead-lettered after crashing its worker"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="actions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.job_id}"
+
+
+class QueueSample(models.Model):
+    """One reading of a queue's health, recorded by the scheduler every few seconds."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    queue_name = models.CharField(max_length=100)
+    depth = models.PositiveIntegerField(default=0)
+    delayed = models.PositiveIntegerField(default=0)
+    in_flight = models.PositiveIntegerField(default=0)
+    dead = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)  # jobs finished since the previous sample
+    failed = models.PositiveIntegerField(default=0)
+    workers = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["queue_name", "-at"], name="sample_queue_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.queue_name} at {self.at:%H:%M:%S}"
+
+
+class Alert(models.Model):
+    """A condition an operator should look at (a queue rising, the DLQ growing)."""
+
+    kind = models.CharField(max_length=32)
+    queue_name = models.CharField(max_length=100, blank=True)
+    message = models.TextField()
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        indexes = [models.Index(fields=["closed_at", "kind", "queue_name"], name="alert_open_idx")]
+
+    def __str__(self) -> str:
+        return self.message

@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,6 +46,15 @@ class Finished:
     at: datetime
     error: str = ""
     traceback: str = ""
+    actor_name: str = ""
+    queue_name: str = ""
+    worker: str = ""
+    started_at: datetime | None = None
+    broker_message_id: str = ""  # Redis' id of a delivery that went to the dead-letter set
+
+    @property
+    def duration(self) -> float | None:
+        return (self.at - self.started_at).total_seconds() if self.started_at else None
 
 
 @dataclass
@@ -53,7 +63,9 @@ class Barrier:
 
 
 class JobWriter:
-    def __init__(self) -> None:
+    def __init__(self, on_written: Callable[[list[Finished]], None] | None = None) -> None:
+        """`on_written` gets every batch's finishes after they are committed (metrics)."""
+        self._on_written = on_written
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="buzzer-job-writer", daemon=True)
         self._thread.start()
@@ -95,7 +107,8 @@ class JobWriter:
             barriers.extend(e for e in batch if isinstance(e, Barrier))
             try:
                 write(pending)
-                pending, failures = [], 0
+                written, pending, failures = pending, [], 0
+                self._report(written)
             except Exception:  # keep the events and try again: the state must end up right
                 failures += 1
                 logger.exception("Writing %d job state changes failed (try %d)", len(pending), failures)
@@ -110,6 +123,14 @@ class JobWriter:
                     logger.error("Giving up on %d job state changes at shutdown", len(pending))
                 connection.close()
                 return
+
+    def _report(self, events: list[Started | Finished]) -> None:
+        finished = [e for e in events if isinstance(e, Finished)]
+        if finished and self._on_written is not None:
+            try:
+                self._on_written(finished)
+            except Exception:  # metrics must never hold up the job states
+                logger.exception("Recording metrics for %d finished jobs failed", len(finished))
 
 
 def write(events: list[Started | Finished]) -> None:
@@ -143,9 +164,12 @@ def write(events: list[Started | Finished]) -> None:
                 )
             if failed:
                 cursor.executemany(
-                    f"UPDATE {table} SET status = %s, finished_at = %s, last_error = %s, traceback = %s "
-                    "WHERE id = %s AND attempts <= %s",
-                    [(f.status, _dt(f.at), f.error, f.traceback, _pk(f.job_id), f.attempt) for f in failed],
+                    f"UPDATE {table} SET status = %s, finished_at = %s, last_error = %s, traceback = %s, "
+                    "broker_message_id = %s WHERE id = %s AND attempts <= %s",
+                    [
+                        (f.status, _dt(f.at), f.error, f.traceback, f.broker_message_id, _pk(f.job_id), f.attempt)
+                        for f in failed
+                    ],
                 )
         if combined:
             ok = [(s, f) for s, f in combined if not f.error]
@@ -189,6 +213,30 @@ def write(events: list[Started | Finished]) -> None:
         if short:
             begun = [s for s, _ in combined] + list(starts.values())
             _adopt(cursor, table, begun, {(s.job_id, s.attempt): f for s, f in combined})
+        _record_failed_attempts([e for e in events if isinstance(e, Finished) and e.error])
+
+
+def _record_failed_attempts(failed: list[Finished]) -> None:
+    """Keep every failed attempt's error and traceback (failures are rare: a row each)."""
+    if not failed:
+        return
+    from jobs.models import Job, JobAttempt
+
+    existing = set(Job.objects.filter(pk__in={f.job_id for f in failed}).values_list("pk", flat=True))
+    JobAttempt.objects.bulk_create(
+        JobAttempt(
+            job_id=f.job_id,
+            number=f.attempt,
+            status=f.status,
+            worker=f.worker,
+            started_at=f.started_at,
+            finished_at=f.at,
+            error=f.error,
+            traceback=f.traceback,
+        )
+        for f in failed
+        if f.job_id in existing
+    )
 
 
 def _adopt(cursor: Any, table: str, begun: list[Started], finishes: dict[tuple[uuid.UUID, int], Finished]) -> None:

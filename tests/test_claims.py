@@ -4,12 +4,12 @@ import time
 
 import pytest
 
-from jobs.claims import MemoryClaims, RedisClaims
+from jobs.claims import MemoryClaims, RedisClaims, job_key
 
 
 @pytest.fixture
 def claims(real_broker):
-    return RedisClaims(real_broker, ttl_seconds=60)
+    return RedisClaims(real_broker, ttl_seconds=60, dead_after_seconds=20)
 
 
 def beat(broker, worker, age_ms=0):
@@ -31,14 +31,20 @@ def test_a_retry_claims_the_next_attempt_but_not_an_older_one(claims, real_broke
 
 
 def test_redelivery_after_the_holder_died_reports_the_dead_worker(claims, real_broker):
-    beat(real_broker, "worker-dead", age_ms=real_broker.heartbeat_timeout + 1000)
+    beat(real_broker, "worker-dead", age_ms=21_000)
     assert claims.claim("job-3", 1, "worker-dead")
 
     assert claims.claim("job-3", 1, "worker-b") == "dead:worker-dead"
-    assert claims.take_over("job-3", 1, "worker-dead", "worker-b") is True
-    assert claims.take_over("job-3", 1, "worker-dead", "worker-c") is False  # only one takes it over
+    assert claims.take_over("job-3", 1, "worker-dead", "worker-b") == 1  # the first crash
+    assert claims.take_over("job-3", 1, "worker-dead", "worker-c") == 0  # only one takes it over
     beat(real_broker, "worker-b")
     assert claims.claim("job-3", 1, "worker-c") is False
+
+
+def test_each_takeover_counts_a_crash(claims):
+    claims.claim("job-7", 1, "w1")
+    assert claims.take_over("job-7", 1, "w1", "w2") == 1
+    assert claims.take_over("job-7", 1, "w2", "w3") == 2
 
 
 def test_holder_without_any_heartbeat_counts_as_dead(claims):
@@ -46,11 +52,10 @@ def test_holder_without_any_heartbeat_counts_as_dead(claims):
     assert claims.claim("job-4", 1, "worker-b") == "dead:never-seen"
 
 
-def test_released_job_can_be_claimed_afresh(claims, real_broker):
+def test_a_new_generation_is_claimed_afresh(claims, real_broker):
     beat(real_broker, "worker-a")
-    claims.claim("job-5", 1, "worker-a")
-    claims.release("job-5")
-    assert claims.claim("job-5", 1, "worker-b") is True
+    claims.claim(job_key("job-5", 0), 3, "worker-a")
+    assert claims.claim(job_key("job-5", 1), 1, "worker-b") is True
 
 
 def test_claims_expire_after_their_ttl(claims, real_broker):
@@ -64,5 +69,4 @@ def test_memory_claims_follow_the_same_rules():
     assert claims.claim("j", 1, "w") is True
     assert claims.claim("j", 1, "w2") is False
     assert claims.claim("j", 2, "w2") is True
-    claims.release("j")
-    assert claims.claim("j", 1, "w3") is True
+    assert claims.claim("j", 1, "w3") is False
