@@ -204,6 +204,7 @@ BUZZER_CLAIM_TTL_SECONDS = env.int("BUZZER_CLAIM_TTL_SECONDS", default=86_400)
 # silent for longer than BUZZER_WORKER_DEAD_AFTER_SECONDS is dead: its jobs run again.
 BUZZER_HEARTBEAT_SECONDS = env.float("BUZZER_HEARTBEAT_SECONDS", default=5.0)
 BUZZER_WORKER_DEAD_AFTER_SECONDS = env.float("BUZZER_WORKER_DEAD_AFTER_SECONDS", default=20.0)
+BUZZER_RECOVERY_INTERVAL_SECONDS = env.float("BUZZER_RECOVERY_INTERVAL_SECONDS", default=5.0)
 # A job whose deliveries killed their worker this many times goes to the DLQ instead.
 BUZZER_MAX_WORKER_CRASHES = env.int("BUZZER_MAX_WORKER_CRASHES", default=2)
 BUZZER_IDEMPOTENCY_TTL_HOURS = env.int("BUZZER_IDEMPOTENCY_TTL_HOURS", default=48)

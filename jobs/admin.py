@@ -1,7 +1,32 @@
-from django.contrib import admin
-from django.urls import NoReverseMatch, reverse
-from django.utils.html import format_html
+"""The operator's console in the Django admin: jobs, their attempts and actions, and
+the dead-letter queue with its Retry and Discard buttons."""
 
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+import dramatiq
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, path, reverse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
+from django.views.decorators.http import require_POST
+
+from jobs import dlq
 from jobs.models import Effect, Job
 
 try:  # django-dramatiq's Task admin tracks nothing here: Buzzer's Job does.
@@ -11,42 +36,347 @@ try:  # django-dramatiq's Task admin tracks nothing here: Buzzer's Job does.
 except (ImportError, admin.sites.NotRegistered):
     pass
 
+# Beyond this many rows the list says "10000+" instead of counting a million rows.
+COUNT_CAP = 10_000
+
+
+class BoundedCountPaginator(Paginator):
+    """Counts at most COUNT_CAP + 1 rows: pages stay fast however big the table grows."""
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: COUNT_CAP + 1].count()
+
+
+class ActorFilter(admin.SimpleListFilter):
+    title = "actor"
+    parameter_name = "actor"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        # From the broker's registry, not a DISTINCT over every row.
+        return [(name, name) for name in sorted(dramatiq.get_broker().actors)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        return queryset.filter(actor_name=self.value()) if self.value() else queryset
+
+
+class QueueFilter(admin.SimpleListFilter):
+    title = "queue"
+    parameter_name = "queue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in settings.BUZZER_QUEUES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        return queryset.filter(queue_name=self.value()) if self.value() else queryset
+
+
+class CreatedFilter(admin.SimpleListFilter):
+    title = "created"
+    parameter_name = "created"
+    WINDOWS = {"1h": ("the last hour", timedelta(hours=1)), "24h": ("the last day", timedelta(days=1)),
+               "7d": ("the last 7 days", timedelta(days=7))}  # fmt: skip
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(key, label) for key, (label, _) in self.WINDOWS.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        window = self.WINDOWS.get(self.value() or "")
+        return queryset.filter(created_at__gte=timezone.now() - window[1]) if window else queryset
+
+
+def _pre(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True, default=str)
+    return format_html('<pre class="buzzer-pre">{}</pre>', text)
+
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "actor_name", "queue_name", "status", "attempts", "created_at", "finished_at", "owner"]
-    list_filter = ["status", "queue_name", "actor_name"]
-    search_fields = ["=id", "=object_id", "last_error"]
-    readonly_fields = [f.name for f in Job._meta.fields]
+    list_display = ["short_id", "actor_name", "queue_name", "status_badge", "attempts", "age", "run_time", "owner"]
+    list_filter = ["status", ActorFilter, QueueFilter, CreatedFilter]
+    search_fields = ["id"]  # handled in get_search_results: job id, object id, error text
+    search_help_text = "A job id, the id of the object it belongs to, or words of its error."
+    ordering = ["-created_at"]
+    paginator = BoundedCountPaginator
     show_full_result_count = False
-    date_hierarchy = None
+    list_per_page = 100
+    actions = ["retry_selected", "discard_selected"]
+    fieldsets = [
+        (None, {"fields": ["id", "status_badge", "actor_name", "queue_name", "owner", "event", "key"]}),
+        ("Message", {"fields": ["arguments", "options_shown"]}),
+        ("Timings", {"fields": ["created_at", "enqueued_at", "started_at", "finished_at", "run_time", "worker"]}),
+        ("Errors", {"fields": ["attempts", "error_shown", "traceback_shown", "attempt_history"]}),
+        ("Operators", {"fields": ["action_history"]}),
+    ]
+    readonly_fields = [
+        "id", "status_badge", "actor_name", "queue_name", "owner", "event", "key", "arguments", "options_shown",
+        "created_at", "enqueued_at", "started_at", "finished_at", "run_time", "worker", "attempts",
+        "error_shown", "traceback_shown", "attempt_history", "action_history",
+    ]  # fmt: skip
+
+    # --- permissions ------------------------------------------------------------------
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("jobs.retry_job")
+
+    def has_discard_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("jobs.discard_job")
+
+    # --- list ---------------------------------------------------------------------------
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Job], search_term: str) -> Any:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        condition = Q(object_id=term) | Q(last_error__icontains=term)
+        try:
+            condition |= Q(id=uuid.UUID(term))
+        except ValueError:
+            pass
+        return queryset.filter(condition), False
+
+    @admin.display(description="job", ordering="created_at")
+    def short_id(self, job: Job) -> str:
+        return format_html('<span title="{}">{}</span>', job.id, str(job.id)[:8])
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, job: Job) -> str:
+        return format_html('<span class="buzzer-status buzzer-status-{}">{}</span>', job.status, job.status)
+
+    @admin.display(description="age", ordering="created_at")
+    def age(self, job: Job) -> str:
+        return timesince(job.created_at)
+
+    @admin.display(description="run time")
+    def run_time(self, job: Job) -> str:
+        return "–" if job.duration is None else f"{job.duration:.3f} s"
 
     @admin.display(description="object")
     def owner(self, job: Job) -> str:
         if not job.object_type:
-            return ""
-        app_label, model = job.object_type.split(".", 1)
+            return "–"
+        app_label, _, model = job.object_type.partition(".")
         try:
             url = reverse(f"admin:{app_label}_{model}_change", args=[job.object_id])
         except NoReverseMatch:
             return format_html("{} {}", job.object_type, job.object_id)
         return format_html('<a href="{}">{} {}</a>', url, job.object_type, job.object_id)
 
-    def has_add_permission(self, request) -> bool:
-        return False
+    # --- detail -------------------------------------------------------------------------
+    @admin.display(description="arguments")
+    def arguments(self, job: Job) -> str:
+        return _pre({"args": job.args, "kwargs": job.kwargs})
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+    @admin.display(description="message options")
+    def options_shown(self, job: Job) -> str:
+        return _pre(job.options) if job.options else "–"
+
+    @admin.display(description="last error")
+    def error_shown(self, job: Job) -> str:
+        return _pre(job.last_error) if job.last_error else "–"
+
+    @admin.display(description="traceback")
+    def traceback_shown(self, job: Job) -> str:
+        return _pre(job.traceback) if job.traceback else "–"
+
+    @admin.display(description="failed attempts")
+    def attempt_history(self, job: Job) -> str:
+        attempts = list(job.failed_attempts.all())
+        if not attempts:
+            return "–"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (a.number, a.status, a.started_at or "–", a.finished_at, a.worker, _pre(f"{a.error}\n\n{a.traceback}"))
+                for a in attempts
+            ),
+        )
+        return format_html(
+            '<table class="buzzer-table"><tr><th>#</th><th>outcome</th><th>started</th><th>finished</th>'
+            "<th>worker</th><th>error</th></tr>{}</table>",
+            rows,
+        )
+
+    @admin.display(description="retries and discards")
+    def action_history(self, job: Job) -> str:
+        actions = list(job.actions.select_related("user"))
+        if not actions:
+            return "–"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((a.at, a.get_kind_display(), a.user or "system", a.reason) for a in actions),
+        )
+        return format_html(
+            '<table class="buzzer-table"><tr><th>when</th><th>what</th><th>who</th><th>why</th></tr>{}</table>', rows
+        )
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        job = self.get_object(request, object_id)
+        dead = job is not None and job.status == Job.Status.DEAD
+        extra_context = {
+            **(extra_context or {}),
+            "can_retry": dead and self.has_retry_permission(request),
+            "can_discard": dead and self.has_discard_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        query = request.GET.copy()
+        for reserved in ("p", "o", "e"):
+            query.pop(reserved, None)
+        extra_context = {
+            **(extra_context or {}),
+            "can_retry": self.has_retry_permission(request),
+            "filter_query": query.urlencode(),
+        }
+        return super().changelist_view(request, extra_context)
+
+    # --- actions ------------------------------------------------------------------------
+    @admin.action(description="Retry the selected dead jobs", permissions=["retry"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        count = dlq.retry_many(queryset, user=request.user)
+        self.message_user(request, f"Re-sent {count} dead job(s).", messages.SUCCESS)
+
+    @admin.action(description="Discard the selected dead jobs…", permissions=["discard"])
+    def discard_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        reason = request.POST.get("reason", "").strip()
+        if request.POST.get("confirm") and reason:
+            count = dlq.discard_many(queryset, user=request.user, reason=reason)
+            self.message_user(request, f"Discarded {count} dead job(s).", messages.SUCCESS)
+            return None
+        return TemplateResponse(
+            request,
+            "admin/jobs/job/discard.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Discard dead jobs",
+                "jobs": queryset.filter(status=Job.Status.DEAD)[:200],
+                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+                "action": "discard_selected",
+                "missing_reason": bool(request.POST.get("confirm")),
+                "opts": self.model._meta,
+            },
+        )
+
+    # --- dead-letter views --------------------------------------------------------------
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        return [
+            path("dead-letters/", view(self.dead_letters_view), name="jobs_job_dead_letters"),
+            path("dead-letters/retry-group/", view(self.retry_group_view), name="jobs_job_retry_group"),
+            path("retry-matching/", view(self.retry_matching_view), name="jobs_job_retry_matching"),
+            path("<path:object_id>/retry/", view(self.retry_view), name="jobs_job_retry"),
+            path("<path:object_id>/discard/", view(self.discard_view), name="jobs_job_discard"),
+            *super().get_urls(),
+        ]
+
+    def _require(self, request: HttpRequest, permission: str) -> None:
+        if not self.has_view_permission(request) or not request.user.has_perm(f"jobs.{permission}"):
+            raise PermissionDenied
+
+    def dead_letters_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return TemplateResponse(
+            request,
+            "admin/jobs/job/dead_letters.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Dead letters",
+                "groups": dlq.groups(),
+                "total": Job.objects.filter(status=Job.Status.DEAD).count(),
+                "can_retry": self.has_retry_permission(request),
+                "can_discard": self.has_discard_permission(request),
+                "opts": self.model._meta,
+            },
+        )
+
+    @staticmethod
+    def _back(request: HttpRequest, default: str) -> HttpResponseRedirect:
+        target = request.POST.get("next", "")
+        return HttpResponseRedirect(target if target.startswith("/admin/") else default)
+
+    @method_decorator(require_POST)
+    def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        self._require(request, "retry_job")
+        job = get_object_or_404(Job, pk=_uuid_or_404(object_id))
+        if dlq.retry(job.pk, user=request.user, reason=request.POST.get("reason", "")):
+            self.message_user(request, format_html("Re-sent job {} ({}).", job.pk, job.actor_name), messages.SUCCESS)
+        else:
+            self.message_user(request, "That job is not dead (any more): nothing was sent.", messages.WARNING)
+        return self._back(request, reverse("admin:jobs_job_change", args=[job.pk]))
+
+    def discard_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        self._require(request, "discard_job")
+        job = get_object_or_404(Job, pk=_uuid_or_404(object_id))
+        reason = request.POST.get("reason", "").strip() if request.method == "POST" else ""
+        if request.method == "POST" and reason:
+            if dlq.discard(job.pk, user=request.user, reason=reason):
+                self.message_user(request, format_html("Discarded job {}.", job.pk), messages.SUCCESS)
+            else:
+                self.message_user(request, "That job is not dead (any more): nothing changed.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
+        return TemplateResponse(
+            request,
+            "admin/jobs/job/discard.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Discard a dead job",
+                "jobs": [job],
+                "single": job,
+                "missing_reason": request.method == "POST",
+                "opts": self.model._meta,
+            },
+        )
+
+    @method_decorator(require_POST)
+    def retry_group_view(self, request: HttpRequest) -> HttpResponse:
+        self._require(request, "retry_job")
+        group = Job.objects.filter(
+            status=Job.Status.DEAD, actor_name=request.POST.get("actor", ""), last_error=request.POST.get("error", "")
+        )
+        count = dlq.retry_many(group, user=request.user)
+        self.message_user(request, f"Re-sent {count} dead job(s) of that group.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:jobs_job_dead_letters"))
+
+    @method_decorator(require_POST)
+    def retry_matching_view(self, request: HttpRequest) -> HttpResponse:
+        """Retry every dead job that the changelist's current filters and search match."""
+        self._require(request, "retry_job")
+        query = request.POST.get("query", "")
+        filtered = copy.copy(request)
+        filtered.GET = QueryDict(query)
+        changelist = self.get_changelist_instance(filtered)
+        count = dlq.retry_many(changelist.get_queryset(filtered), user=request.user)
+        self.message_user(request, f"Re-sent {count} dead job(s) matching the filter.", messages.SUCCESS)
+        return HttpResponseRedirect(f"{reverse('admin:jobs_job_changelist')}?{query}")
+
+
+def _uuid_or_404(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise Http404("No such job.") from None
 
 
 @admin.register(Effect)
 class EffectAdmin(admin.ModelAdmin):
     list_display = ["key", "created_at"]
-    search_fields = ["key"]
+    search_fields = ["=key"]
     show_full_result_count = False
+    paginator = BoundedCountPaginator
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -39,13 +39,15 @@ def enqueue(
     queue: str | None = None,
     obj: models.Model | None = None,
     event: str = "",
+    options: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> Job:
     """Write a job for `actor` and dispatch it once the current transaction commits.
 
     Arguments must be JSON values (ids, not model instances). With `key`, asking twice
-    for the same job returns the first one instead of writing a second. Outside a
-    transaction the job is dispatched at once.
+    for the same job returns the first one instead of writing a second. `options` are
+    Dramatiq message options for this job only (e.g. `max_retries`, `min_backoff`).
+    Outside a transaction the job is dispatched at once.
     """
     name = _actor_name(actor)
     broker_actor = dramatiq.get_broker().get_actor(name)  # fails fast on a typo
@@ -58,6 +60,7 @@ def enqueue(
         "event": event,
         "object_type": object_type,
         "object_id": object_id,
+        "options": dict(options or {}),
     }
     if key is not None:
         job, created = Job.objects.get_or_create(key=key, defaults=fields)

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from jobs.services import jobs_for
@@ -44,17 +45,30 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="jobs")
     def job_timeline(self, order: Order) -> str:
+        """What ran for this order, when, how often and with what result."""
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td><span class="buzzer-status buzzer-status-{}">{}</span></td>'
+            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (job.actor_name, job.queue_name, job.status, job.attempts, job.started_at or "–", job.last_error or "")
+                (
+                    reverse("admin:jobs_job_change", args=[job.pk]),
+                    job.actor_name,
+                    job.queue_name,
+                    job.status,
+                    job.status,
+                    job.attempts,
+                    job.enqueued_at or "–",
+                    job.started_at or "–",
+                    "–" if job.duration is None else f"{job.duration:.3f} s",
+                    job.last_error or "",
+                )
                 for job in jobs_for(order)
             ),
         )
         return format_html(
-            "<table><tr><th>actor</th><th>queue</th><th>status</th><th>attempts</th><th>started</th>"
-            "<th>last error</th></tr>{}</table>",
+            '<table id="job-timeline"><tr><th>job</th><th>queue</th><th>status</th><th>attempts</th><th>enqueued</th>'
+            "<th>started</th><th>run time</th><th>last error</th></tr>{}</table>",
             rows,
         )
 

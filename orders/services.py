@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import smtplib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -148,10 +149,6 @@ def _load(order_id: str) -> Order | None:
     return order
 
 
-class EmailDeliveryError(Exception):
-    """The mail server refused the message (a transient error: the job is retried)."""
-
-
 def send_confirmation(order_id: str) -> bool:
     """Send the order confirmation email, once per order. Returns whether it was sent now."""
     order = _load(order_id)
@@ -163,7 +160,8 @@ def send_confirmation(order_id: str) -> bool:
             logger.info("Confirmation for order %s was already sent", order.id)
             return False
         if settings.DEMO_FAIL_EMAILS:
-            raise EmailDeliveryError("Mail server unavailable (DEMO_FAIL_EMAILS is on)")
+            # Refused for good, as a 5xx from the mail server would be: straight to the DLQ.
+            raise jobs.PermanentError("550 Mailbox unavailable: the demo mail server refuses (DEMO_FAIL_EMAILS is on)")
         context = {"order": order, "items": list(order.items.all())}
         message = EmailMessage(
             subject=f"Your order {str(order.id)[:8]} is confirmed",
@@ -172,7 +170,10 @@ def send_confirmation(order_id: str) -> bool:
             # A stable Message-ID lets mail systems drop a duplicate if one ever slips out.
             headers={"Message-ID": f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@buzzer>"},
         )
-        message.send()
+        try:
+            message.send()
+        except smtplib.SMTPRecipientsRefused as exc:  # retrying cannot change the answer
+            raise jobs.PermanentError(f"The mail server refused the recipient: {exc.recipients}") from exc
     return True
 
 

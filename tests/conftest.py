@@ -88,3 +88,24 @@ class ApiClient:
 @pytest.fixture
 def api(client: Client, api_key: str) -> ApiClient:
     return ApiClient(client, api_key)
+
+
+def _staff(username: str, *perms: str) -> Any:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user(username, password="pw-for-tests-only", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="jobs", codename__in=perms))
+    return user
+
+
+@pytest.fixture
+def operator(db: None) -> Any:
+    """Staff who may see, retry and discard jobs."""
+    return _staff("operator", "view_job", "retry_job", "discard_job")
+
+
+@pytest.fixture
+def viewer(db: None) -> Any:
+    """Staff who may only look at jobs."""
+    return _staff("viewer", "view_job")

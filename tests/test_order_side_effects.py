@@ -4,6 +4,7 @@ import pytest
 from django.core import mail
 from django.db import transaction
 
+import jobs
 from orders import services
 from orders.models import DailySales, Order, OrderItem, Product
 
@@ -32,7 +33,7 @@ def test_confirmation_email_is_sent_once(order, settings):
 
 def test_confirmation_email_failure_can_be_retried(order, settings):
     settings.DEMO_FAIL_EMAILS = True
-    with pytest.raises(services.EmailDeliveryError):
+    with pytest.raises(jobs.PermanentError, match="DEMO_FAIL_EMAILS"):
         services.send_confirmation(str(order.id))
     settings.DEMO_FAIL_EMAILS = False
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from jobs import services
+from jobs import recovery, services
 from jobs.periodic import Periodic, enqueue_due, registered
 
 logger = logging.getLogger(__name__)
@@ -20,6 +20,14 @@ def sweep_outbox() -> None:
     close_old_connections()
     try:
         services.sweep_outbox()
+    finally:
+        close_old_connections()
+
+
+def recover_stalled() -> None:
+    close_old_connections()
+    try:
+        recovery.recover_stalled()
     finally:
         close_old_connections()
 
@@ -46,6 +54,15 @@ class Command(BaseCommand):
             coalesce=True,
         )
 
+        # Stalled jobs: what a dead worker held goes back to the queue within seconds.
+        scheduler.add_job(
+            recover_stalled,
+            "interval",
+            seconds=settings.BUZZER_RECOVERY_INTERVAL_SECONDS,
+            id="stalled-recovery",
+            max_instances=1,
+            coalesce=True,
+        )
         for entry in registered():
             scheduler.add_job(
                 enqueue_periodic,

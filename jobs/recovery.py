@@ -1,0 +1,104 @@
+"""Stalled jobs: put back in the queue what a dead worker was holding.
+
+Dramatiq requeues a dead worker's unacknowledged messages only after its 60 s heartbeat
+timeout and then only on a random maintenance roll (0.1% of broker calls, for the queue
+of that call), so on a quiet queue they can wait for many minutes. The scheduler runs
+this every few seconds instead: a worker silent for BUZZER_WORKER_DEAD_AFTER_SECONDS
+(worker processes beat every BUZZER_HEARTBEAT_SECONDS, busy or not) is dead, its
+messages go back to their queues at once, and a job left `running` on it whose message
+is gone is re-sent from its row. The claim in Redis then lets exactly one delivery run
+it again, and sends it to the dead-letter queue if it keeps killing its workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import dramatiq
+from django.conf import settings
+from django.utils import timezone
+
+from jobs.claims import workers_key
+from jobs.models import Job
+from jobs.services import build_message
+
+logger = logging.getLogger(__name__)
+
+# KEYS: the dead worker's acks set, the queue list, the queue's payload hash.
+# Moves every unacknowledged message back to the queue; returns the moved ids.
+_REQUEUE_SCRIPT = """
+local ids = redis.call('SMEMBERS', KEYS[1])
+local moved = {}
+for _, id in ipairs(ids) do
+  if redis.call('HEXISTS', KEYS[3], id) == 1 then
+    redis.call('RPUSH', KEYS[2], id)
+    table.insert(moved, id)
+  end
+end
+redis.call('DEL', KEYS[1])
+return moved
+"""
+
+
+def dead_workers(client: Any, namespace: str) -> list[str]:
+    cutoff = int((time.time() - settings.BUZZER_WORKER_DEAD_AFTER_SECONDS) * 1000)
+    return [w.decode() for w in client.zrangebyscore(f"{namespace}:__heartbeats__", 0, cutoff)]
+
+
+def alive_workers(client: Any, namespace: str) -> set[str]:
+    cutoff = int((time.time() - settings.BUZZER_WORKER_DEAD_AFTER_SECONDS) * 1000)
+    return {w.decode() for w in client.zrangebyscore(f"{namespace}:__heartbeats__", cutoff, "+inf")}
+
+
+def recover_stalled(broker: dramatiq.Broker | None = None) -> dict[str, int]:
+    """Requeue dead workers' messages and re-send jobs stranded on them."""
+    broker = broker or dramatiq.get_broker()
+    client = getattr(broker, "client", None)
+    if client is None:
+        return {"requeued": 0, "resent": 0}
+    namespace = broker.namespace
+    requeue = client.register_script(_REQUEUE_SCRIPT)
+    requeued_jobs: set[str] = set()
+    moved_total = 0
+    for worker in dead_workers(client, namespace):
+        for acks_key in client.scan_iter(f"{namespace}:__acks__.{worker}.*"):
+            queue_name = acks_key.decode().removeprefix(f"{namespace}:__acks__.{worker}.")
+            moved = requeue(keys=[acks_key, f"{namespace}:{queue_name}", f"{namespace}:{queue_name}.msgs"])
+            if moved:
+                payloads = client.hmget(f"{namespace}:{queue_name}.msgs", moved)
+                requeued_jobs.update(dramatiq.Message.decode(p).message_id for p in payloads if p)
+                moved_total += len(moved)
+                logger.warning("Requeued %d messages of dead worker %s on %s", len(moved), worker, queue_name)
+        client.zrem(f"{namespace}:__heartbeats__", worker)
+    resent = _resend_stranded(broker, alive_workers(client, namespace), requeued_jobs)
+    _forget_dead_worker_entries(client, namespace)
+    return {"requeued": moved_total, "resent": resent}
+
+
+def _resend_stranded(broker: dramatiq.Broker, alive: set[str], requeued: set[str]) -> int:
+    """Jobs still `running` on a dead worker whose message is nowhere: send them again
+    as the same attempt (the claim lets one delivery take it over)."""
+    cutoff = timezone.now() - timedelta(seconds=settings.BUZZER_WORKER_DEAD_AFTER_SECONDS)
+    stranded = Job.objects.filter(status=Job.Status.RUNNING, started_at__lt=cutoff).exclude(worker__in=alive)
+    count = 0
+    for job in stranded.iterator(chunk_size=200):
+        if str(job.id) in requeued:
+            continue
+        message = build_message(job)
+        message.options["retries"] = max(job.attempts - 1, 0)
+        broker.enqueue(message)
+        # Waiting again: the next round must not send it once more.
+        Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, worker=job.worker).update(
+            status=Job.Status.ENQUEUED, enqueued_at=timezone.now()
+        )
+        count += 1
+        logger.warning("Re-sent job %s left running on dead worker %s", job.id, job.worker)
+    return count
+
+
+def _forget_dead_worker_entries(client: Any, namespace: str) -> None:
+    cutoff = int((time.time() - 10 * settings.BUZZER_WORKER_DEAD_AFTER_SECONDS) * 1000)
+    client.zremrangebyscore(workers_key(namespace), 0, cutoff)

@@ -1,0 +1,239 @@
+"""The jobs admin: list, detail, Retry and Discard buttons, permissions, escaping."""
+
+import html
+import re
+import uuid
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from jobs import admin as jobs_admin
+from jobs.models import Job, JobAction, JobAttempt
+
+pytestmark = pytest.mark.django_db
+
+XSS = '<script>alert("x")</script>'
+
+
+@pytest.fixture(autouse=True)
+def _stub(stub_broker):
+    return stub_broker
+
+
+def make_job(**fields):
+    defaults = {"actor_name": "send_confirmation_email", "status": "dead", "attempts": 3, "finished_at": timezone.now()}
+    return Job.objects.create(**{**defaults, **fields})
+
+
+def logged_in(user, csrf=False):
+    client = Client(enforce_csrf_checks=csrf)
+    client.force_login(user)
+    return client
+
+
+def csrf_token(client, url):
+    page = client.get(url).content.decode()
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+
+
+def test_list_shows_jobs_with_their_object_and_filters(operator):
+    job = make_job(object_type="orders.order", object_id=str(uuid.uuid4()), status="succeeded")
+
+    page = logged_in(operator).get("/admin/jobs/job/").content.decode()
+
+    assert str(job.id)[:8] in page
+    assert job.object_id in page
+    for filter_title in ("By status", "By actor", "By queue", "By created"):
+        assert filter_title in page
+
+
+def test_list_never_counts_the_whole_table(operator, monkeypatch):
+    monkeypatch.setattr(jobs_admin, "COUNT_CAP", 5)
+    Job.objects.bulk_create([Job(actor_name="record_analytics", status="succeeded") for _ in range(8)])
+
+    with CaptureQueriesContext(connection) as queries:
+        response = logged_in(operator).get("/admin/jobs/job/")
+
+    assert response.status_code == 200
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"] and "jobs_job" in q["sql"]]
+    assert counts, "the list counts its rows somehow"
+    assert all("LIMIT" in sql for sql in counts), counts
+
+
+@pytest.mark.parametrize("field", ["id", "object_id", "error"])
+def test_search_finds_a_job_by_id_object_or_error(operator, field):
+    wanted = make_job(object_id="order-77", last_error="SMTPServerDisconnected: relay gone")
+    other = make_job(object_id="order-78", last_error="TimeoutError")
+    term = {"id": str(wanted.id), "object_id": "order-77", "error": "relay gone"}[field]
+
+    page = logged_in(operator).get("/admin/jobs/job/", {"q": term}).content.decode()
+
+    assert str(wanted.id)[:8] in page
+    assert str(other.id)[:8] not in page
+
+
+def test_detail_shows_arguments_attempts_and_operator_actions(operator):
+    job = make_job(kwargs={"order_id": "o-1"}, last_error="boom", traceback="Traceback: line 1")
+    JobAttempt.objects.create(job=job, number=1, status="retrying", finished_at=timezone.now(), error="first boom")
+    JobAction.objects.create(job=job, kind="discard", user=operator, reason="tested")
+
+    page = logged_in(operator).get(f"/admin/jobs/job/{job.id}/change/").content.decode()
+
+    for text in (
+        html.escape('"order_id": "o-1"'),
+        "first boom",
+        "Traceback: line 1",
+        "tested",
+        "operator",
+        str(job.id),
+    ):
+        assert text in page
+
+
+def test_everything_from_outside_is_escaped_on_every_jobs_page(operator):
+    job = make_job(
+        actor_name=XSS, args=[XSS], kwargs={"x": XSS}, last_error=XSS, traceback=XSS, object_type="x.y", object_id=XSS
+    )
+    JobAttempt.objects.create(job=job, number=1, status="dead", finished_at=timezone.now(), error=XSS, traceback=XSS)
+    JobAction.objects.create(job=job, kind="retry", reason=XSS)
+    client = logged_in(operator)
+
+    for url in (
+        "/admin/jobs/job/",
+        f"/admin/jobs/job/{job.id}/change/",
+        "/admin/jobs/job/dead-letters/",
+        f"/admin/jobs/job/{job.id}/discard/",
+        f"/admin/jobs/job/?q={XSS}",
+    ):
+        page = client.get(url).content.decode()
+        assert "<script>alert" not in page, url
+    assert "&lt;script&gt;" in client.get(f"/admin/jobs/job/{job.id}/change/").content.decode()
+
+
+def test_operator_sees_retry_and_retries_with_csrf(operator, stub_broker, django_capture_on_commit_callbacks):
+    job = make_job()
+    client = logged_in(operator, csrf=True)
+    url = f"/admin/jobs/job/{job.id}/change/"
+    assert 'id="retry-job"' in client.get(url).content.decode()
+    token = csrf_token(client, url)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/admin/jobs/job/{job.id}/retry/", {"csrfmiddlewaretoken": token})
+
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert job.status == "enqueued" and job.attempts == 0
+    assert stub_broker.queues["default"].qsize() == 1
+    assert JobAction.objects.get(job=job).user == operator
+
+
+def test_retry_without_csrf_is_refused(operator):
+    job = make_job()
+    response = logged_in(operator, csrf=True).post(f"/admin/jobs/job/{job.id}/retry/")
+    assert response.status_code == 403
+    assert Job.objects.get(pk=job.pk).status == "dead"
+
+
+def test_retry_is_post_only(operator):
+    job = make_job()
+    assert logged_in(operator).get(f"/admin/jobs/job/{job.id}/retry/").status_code == 405
+    assert Job.objects.get(pk=job.pk).status == "dead"
+
+
+def test_staff_without_the_permissions_see_no_buttons_and_get_403(viewer):
+    job = make_job()
+    client = logged_in(viewer)
+
+    page = client.get(f"/admin/jobs/job/{job.id}/change/").content.decode()
+    assert 'id="retry-job"' not in page and 'id="discard-job"' not in page
+    assert 'id="retry-matching"' not in client.get("/admin/jobs/job/").content.decode()
+    assert "retry-group" not in client.get("/admin/jobs/job/dead-letters/").content.decode()
+    assert client.post(f"/admin/jobs/job/{job.id}/retry/").status_code == 403
+    assert client.post(f"/admin/jobs/job/{job.id}/discard/", {"reason": "no"}).status_code == 403
+    assert client.post("/admin/jobs/job/retry-matching/", {"query": ""}).status_code == 403
+    assert client.post("/admin/jobs/job/dead-letters/retry-group/", {"actor": "x", "error": ""}).status_code == 403
+    response = client.post("/admin/jobs/job/", {"action": "retry_selected", "_selected_action": [str(job.id)]})
+    assert Job.objects.get(pk=job.pk).status == "dead"
+    assert response.status_code in (200, 302, 403)
+
+
+def test_discard_needs_a_reason_and_keeps_it(operator):
+    job = make_job()
+    client = logged_in(operator)
+
+    page = client.post(f"/admin/jobs/job/{job.id}/discard/", {"reason": "  "}).content.decode()
+    assert "Say why" in page
+    assert Job.objects.get(pk=job.pk).status == "dead"
+
+    client.post(f"/admin/jobs/job/{job.id}/discard/", {"reason": "duplicate order"})
+    assert Job.objects.get(pk=job.pk).status == "discarded"
+    assert JobAction.objects.get(job=job).reason == "duplicate order"
+
+
+def test_retry_selected_action_retries_only_dead_ones(operator):
+    dead, done = make_job(), make_job(status="succeeded")
+    logged_in(operator).post(
+        "/admin/jobs/job/", {"action": "retry_selected", "_selected_action": [str(dead.id), str(done.id)]}
+    )
+    assert Job.objects.get(pk=dead.pk).status == "pending"  # in the outbox, sent after commit
+    assert Job.objects.get(pk=done.pk).status == "succeeded"
+
+
+def test_discard_selected_asks_for_a_reason_first(operator):
+    job = make_job()
+    client = logged_in(operator)
+    page = client.post("/admin/jobs/job/", {"action": "discard_selected", "_selected_action": [str(job.id)]})
+    assert 'name="reason"' in page.content.decode()
+    assert Job.objects.get(pk=job.pk).status == "dead"
+
+    client.post(
+        "/admin/jobs/job/",
+        {"action": "discard_selected", "_selected_action": [str(job.id)], "confirm": "1", "reason": "spam"},
+    )
+    assert Job.objects.get(pk=job.pk).status == "discarded"
+
+
+def test_retry_all_matching_the_filter_leaves_the_rest(operator):
+    emails = [make_job(actor_name="send_confirmation_email") for _ in range(3)]
+    other = make_job(actor_name="update_inventory")
+
+    logged_in(operator).post(
+        "/admin/jobs/job/retry-matching/", {"query": "status__exact=dead&actor=send_confirmation_email"}
+    )
+
+    assert {Job.objects.get(pk=j.pk).status for j in emails} == {"pending"}
+    assert Job.objects.get(pk=other.pk).status == "dead"
+
+
+def test_dead_letters_page_groups_and_retries_a_group(operator):
+    for _ in range(3):
+        make_job(last_error="SMTP 421 try later")
+    lone = make_job(last_error="KeyError: 'sku'")
+    client = logged_in(operator)
+
+    page = client.get("/admin/jobs/job/dead-letters/").content.decode()
+    assert "SMTP 421 try later" in page and "Retry 3" in page and "Retry 1" in page
+
+    client.post(
+        "/admin/jobs/job/dead-letters/retry-group/", {"actor": "send_confirmation_email", "error": "SMTP 421 try later"}
+    )
+    assert Job.objects.filter(status="pending").count() == 3
+    assert Job.objects.get(pk=lone.pk).status == "dead"
+
+
+def test_order_admin_shows_its_jobs_as_a_timeline(operator, products, api):
+    from django.contrib.auth import get_user_model
+
+    api.post("/api/orders/", {"email": "t@example.com", "items": [{"sku": "BUZ-001"}], "card": "4242424242424242"})
+    from orders.models import Order
+
+    order = Order.objects.get()
+    admin_user = get_user_model().objects.create_superuser("root", "r@example.com", "pw-for-tests-only")
+    page = logged_in(admin_user).get(f"/admin/orders/order/{order.id}/change/").content.decode()
+
+    assert 'id="job-timeline"' in page
+    for actor in ("send_confirmation_email", "update_inventory", "record_analytics"):
+        assert actor in page
