@@ -26,7 +26,7 @@ def publish(*args: Any, **kwargs: Any) -> Any:
     return _publish(*args, **kwargs)
 
 
-def once(key: str) -> Any:
+def once(key: str, *, external: bool = False) -> Any:
     from jobs.effects import once as _once
 
-    return _once(key)
+    return _once(key, external=external)

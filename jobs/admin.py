@@ -370,7 +370,7 @@ def _uuid_or_404(value: str) -> uuid.UUID:
 
 @admin.register(Effect)
 class EffectAdmin(admin.ModelAdmin):
-    list_display = ["key", "created_at"]
+    list_display = ["key", "state", "job_id", "created_at", "updated_at"]
     search_fields = ["=key"]
     show_full_result_count = False
     paginator = BoundedCountPaginator

@@ -1,34 +1,101 @@
 """The effects ledger: do a side effect at most once per key, however often the job
-that does it runs."""
+that does it runs.
 
+Two kinds of effects:
+
+- In the database (a stock decrement): `once(key)` writes the ledger row in the same
+  transaction as the effect, so it happens exactly once; a block that raises leaves no
+  row and can run again.
+- Outside (an email, a webhook): `once(key, external=True)` records the key as started
+  in a short transaction of its own, runs the block outside any transaction (no database
+  lock is held while the mail server thinks — on SQLite that lock would stop every
+  writer), then marks it done. A block that raises frees the key for the next try. If
+  the worker died in the middle, the next delivery of the same job takes the key over
+  and does the effect again: the one case where an external effect can repeat, which is
+  why emails carry a stable Message-ID.
+"""
+
+from __future__ import annotations
+
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+_current = threading.local()
+
+
+class EffectInProgress(Exception):
+    """Another job is doing this external effect right now: try again later."""
+
+
+def set_current_job(job_id: Any) -> None:
+    """Called by the tracking middleware around each job the worker thread runs."""
+    _current.job_id = job_id
+
+
+def current_job() -> Any:
+    return getattr(_current, "job_id", None)
 
 
 @contextmanager
-def once(key: str) -> Iterator[bool]:
-    """Yield True the first time `key` is seen, False afterwards.
-
-    The ledger row is written in the same transaction as whatever the block writes, so
-    a database effect (a stock decrement) happens exactly once, and a block that raises
-    leaves no ledger row behind and can be tried again. Keys name the effect and its
-    object, e.g. ``email:order-confirmation:<order id>``.
-    """
+def once(key: str, *, external: bool = False) -> Iterator[bool]:
+    """Yield True the first time `key` is seen (the block should do the effect), False
+    once it is done. Keys name the effect and its object, e.g.
+    ``email:order-confirmation:<order id>``."""
     from jobs.models import Effect
 
-    with transaction.atomic():
+    if not external:
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    Effect.objects.create(key=key)
+            except IntegrityError:
+                yield False
+                return
+            yield True
+        return
+
+    if not _start(key):
+        yield False
+        return
+    try:
+        yield True
+    except BaseException:
+        Effect.objects.filter(key=key, state=Effect.State.STARTED).delete()
+        raise
+    Effect.objects.filter(key=key).update(state=Effect.State.DONE, updated_at=timezone.now())
+
+
+def _start(key: str) -> bool:
+    """Record an external effect as started; False when it is already done."""
+    from jobs.models import Effect
+
+    job_id = current_job()
+    for _ in range(3):
         try:
             with transaction.atomic():
-                Effect.objects.create(key=key)
+                Effect.objects.create(key=key, state=Effect.State.STARTED, job_id=job_id)
+            return True
         except IntegrityError:
-            yield False
-            return
-        yield True
+            existing = Effect.objects.filter(key=key).first()
+        if existing is None:
+            continue  # freed by a failed try in between: start again
+        if existing.state == Effect.State.DONE:
+            return False
+        if job_id is not None and existing.job_id == job_id:
+            # A delivery of this very job started it and died (the job's claim makes
+            # sure no other delivery of it runs now): take it over.
+            Effect.objects.filter(pk=existing.pk).update(updated_at=timezone.now())
+            return True
+        raise EffectInProgress(f"{key} is being done by job {existing.job_id}")
+    raise EffectInProgress(f"{key} keeps changing hands")
 
 
 def happened(key: str) -> bool:
     from jobs.models import Effect
 
-    return Effect.objects.filter(key=key).exists()
+    return Effect.objects.filter(key=key, state=Effect.State.DONE).exists()

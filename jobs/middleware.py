@@ -15,6 +15,8 @@ from dramatiq.middleware import Middleware, SkipMessage
 from dramatiq.middleware import Retries as DramatiqRetries
 from dramatiq.middleware import TimeLimit as DramatiqTimeLimit
 
+from jobs.effects import set_current_job
+
 logger = logging.getLogger(__name__)
 
 ERROR_LIMIT = 2000
@@ -118,6 +120,7 @@ class JobTracking(Middleware):
             _record_action(job_id, "recover", f"Worker {dead_worker} died during attempt {attempt}; run again.")
         message._buzzer_attempt = attempt
         message._buzzer_started = timezone.now()
+        set_current_job(job_id)
         writer.started(
             Started(
                 job_id=job_id,
@@ -166,6 +169,7 @@ class JobTracking(Middleware):
         attempt = getattr(message, "_buzzer_attempt", None)
         if attempt is None:
             return
+        set_current_job(None)
         writer, _ = self._tools(broker)
         common = {
             "actor_name": message.actor_name,

@@ -83,10 +83,17 @@ class Job(models.Model):
 
 class Effect(models.Model):
     """The effects ledger: a side effect that happened, under a unique key, so that a
-    retried or redelivered job does not repeat it."""
+    retried or redelivered job does not repeat it (see jobs/effects.py)."""
+
+    class State(models.TextChoices):
+        STARTED = "started", "started"  # an external effect under way
+        DONE = "done", "done"
 
     key = models.CharField(max_length=255, unique=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.DONE)
+    job_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
         return self.key

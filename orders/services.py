@@ -155,7 +155,7 @@ def send_confirmation(order_id: str) -> bool:
     if order is None:
         return False
     key = f"email:order-confirmation:{order.id}"
-    with jobs.once(key) as first:
+    with jobs.once(key, external=True) as first:
         if not first:
             logger.info("Confirmation for order %s was already sent", order.id)
             return False

@@ -24,3 +24,53 @@ def test_a_block_that_raises_leaves_no_ledger_row_so_it_can_run_again():
     assert not happened("email:welcome:2")
     with jobs.once("email:welcome:2") as retry:
         assert retry is True
+
+
+def test_external_effect_runs_outside_any_transaction_and_is_done_once():
+    from django.db import connection
+
+    with jobs.once("email:x:1", external=True) as first:
+        assert first is True
+        assert not connection.in_atomic_block  # no database lock held during the effect
+    with jobs.once("email:x:1", external=True) as again:
+        assert again is False
+    assert Effect.objects.get(key="email:x:1").state == "done"
+
+
+def test_external_effect_that_raises_can_be_tried_again():
+    with pytest.raises(OSError), jobs.once("email:x:2", external=True):
+        raise OSError("smtp down")
+
+    assert not Effect.objects.filter(key="email:x:2").exists()
+    with jobs.once("email:x:2", external=True) as retry:
+        assert retry is True
+
+
+def test_external_effect_under_way_in_another_job_makes_this_one_wait():
+    import uuid
+
+    from jobs.effects import EffectInProgress, set_current_job
+
+    Effect.objects.create(key="email:x:3", state="started", job_id=uuid.uuid4())
+    set_current_job(uuid.uuid4())
+    try:
+        with pytest.raises(EffectInProgress), jobs.once("email:x:3", external=True):
+            pytest.fail("must not run")
+    finally:
+        set_current_job(None)
+
+
+def test_external_effect_left_started_by_a_dead_delivery_of_the_same_job_is_taken_over():
+    import uuid
+
+    from jobs.effects import set_current_job
+
+    job_id = uuid.uuid4()
+    Effect.objects.create(key="email:x:4", state="started", job_id=job_id)
+    set_current_job(job_id)
+    try:
+        with jobs.once("email:x:4", external=True) as first:
+            assert first is True
+    finally:
+        set_current_job(None)
+    assert Effect.objects.get(key="email:x:4").state == "done"

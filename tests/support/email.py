@@ -3,6 +3,7 @@ the suite's Redis database, and failures can be injected."""
 
 import json
 import smtplib
+import time
 from typing import Any
 
 import redis
@@ -11,6 +12,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 
 SENT_KEY = "test:emails"
 FAIL_KEY = "test:email-failures"
+DELAY_KEY = "test:email-delay-once"
 
 
 def client() -> redis.Redis:
@@ -20,6 +22,9 @@ def client() -> redis.Redis:
 class RedisLedgerBackend(BaseEmailBackend):
     def send_messages(self, email_messages: Any) -> int:
         r = client()
+        delay = r.getdel(DELAY_KEY)
+        if delay:  # the first send after delay_next() hangs, like a stuck SMTP server
+            time.sleep(float(delay))
         if r.decr(FAIL_KEY) >= 0:
             raise smtplib.SMTPServerDisconnected("injected failure")
         for message in email_messages:
@@ -38,3 +43,7 @@ def sent() -> list[dict[str, Any]]:
 
 def fail_next(count: int) -> None:
     client().set(FAIL_KEY, count)
+
+
+def delay_next(seconds: float) -> None:
+    client().set(DELAY_KEY, seconds)

@@ -1,0 +1,137 @@
+"""The dead-letter queue and stalled-job recovery with real Redis and real workers."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection, transaction
+from django.test import Client
+
+import jobs
+from jobs.models import Job, JobAction
+from orders.models import Order, OrderItem
+from tests.support import email
+from tests.support.waiting import wait_until
+from tests.support.workers import ROOT, worker_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+QUICK_RETRIES = {"max_retries": 2, "min_backoff": 100, "max_backoff": 200}
+
+
+def email_job(products, options=None) -> Job:
+    with transaction.atomic():
+        order = Order.objects.create(email="ops@example.com", total="24.90")
+        OrderItem.objects.create(
+            order=order, product=products["BUZ-001"], sku="BUZ-001", name="Buzzer", quantity=1, unit_price="24.90"
+        )
+        return jobs.enqueue("send_confirmation_email", obj=order, options=options, order_id=str(order.id))
+
+
+def status_of(job: Job) -> str:
+    return Job.objects.get(pk=job.pk).status
+
+
+def operator_client(user) -> tuple[Client, str]:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    page = client.get("/admin/jobs/job/dead-letters/").content.decode()
+    return client, re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+
+
+def test_always_failing_job_goes_dead_and_admin_retry_runs_it_once_fixed(products, worker_factory, operator):
+    worker_factory(processes=1, threads=2)
+    email.fail_next(1_000)
+    job = email_job(products, QUICK_RETRIES)
+
+    wait_until(lambda: status_of(job) == "dead", timeout=30, what="the job to die")
+    job.refresh_from_db()
+    assert job.attempts == 3
+    assert job.failed_attempts.count() == 3
+    r = redis.Redis.from_url(settings.REDIS_URL)
+    assert r.zcard("dramatiq:default.XQ") == 1  # Dramatiq's own dead-letter set holds it too
+    client, token = operator_client(operator)
+    assert "injected failure" in client.get("/admin/jobs/job/dead-letters/").content.decode()
+
+    email.fail_next(0)  # the cause is fixed
+    response = client.post(f"/admin/jobs/job/{job.id}/retry/", {"csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+
+    wait_until(lambda: status_of(job) == "succeeded", timeout=30, what="the retried job to succeed")
+    job.refresh_from_db()
+    assert job.attempts == 1
+    assert len(email.sent()) == 1
+    assert r.zcard("dramatiq:default.XQ") == 0  # and it left Dramatiq's dead-letter set
+    assert JobAction.objects.get(job=job, kind="retry").user == operator
+
+
+def test_twenty_concurrent_retries_resend_the_job_once(products, worker_factory, operator):
+    worker_factory(processes=1, threads=2)
+    email.fail_next(1_000)
+    job = email_job(products, QUICK_RETRIES)
+    wait_until(lambda: status_of(job) == "dead", timeout=30, what="the job to die")
+    email.fail_next(0)
+    clients = [operator_client(operator) for _ in range(20)]
+    statuses: list[int] = []
+    barrier = threading.Barrier(len(clients))
+
+    def click(client: Client, token: str) -> None:
+        barrier.wait()
+        try:
+            statuses.append(client.post(f"/admin/jobs/job/{job.id}/retry/", {"csrfmiddlewaretoken": token}).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=click, args=pair) for pair in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [302] * 20
+    wait_until(lambda: status_of(job) == "succeeded", timeout=30, what="the retried job to succeed")
+    time.sleep(1)  # a second re-send, if any, would have run by now
+    assert JobAction.objects.filter(job=job, kind="retry").count() == 1
+    assert len(email.sent()) == 1
+    assert Job.objects.get(pk=job.pk).attempts == 1
+
+
+def test_job_of_a_worker_killed_mid_job_is_finished_by_another_within_seconds(products, worker_factory):
+    fast = {"BUZZER_WORKER_DEAD_AFTER_SECONDS": "3", "BUZZER_HEARTBEAT_SECONDS": "0.5"}
+    doomed = worker_factory(processes=1, threads=1, **fast)
+    email.delay_next(60)  # the first send hangs: the job is mid-flight when the worker dies
+    job = email_job(products)
+    wait_until(lambda: status_of(job) == "running", timeout=30, what="the job to start")
+    time.sleep(0.5)
+
+    os.killpg(doomed.proc.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    worker_factory(processes=1, threads=1, **fast)
+    scheduler = subprocess.Popen(
+        [sys.executable, "manage.py", "runscheduler"],
+        cwd=ROOT,
+        env=worker_env(BUZZER_RECOVERY_INTERVAL_SECONDS="0.5", **fast),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: status_of(job) == "succeeded", timeout=60, what="another worker to finish the job")
+        recovered_in = time.monotonic() - killed_at
+    finally:
+        scheduler.terminate()
+        scheduler.wait(10)
+
+    assert recovered_in < 30, f"recovered in {recovered_in:.1f}s"
+    assert len(email.sent()) == 1
+    assert JobAction.objects.filter(job=job, kind="recover").count() == 1
+    r = redis.Redis.from_url(settings.REDIS_URL)
+    dead_acks = [k for k in r.scan_iter("dramatiq:__acks__.*") if r.scard(k)]
+    assert dead_acks == [] or all(r.scard(k) == 0 for k in dead_acks)
+    print(f"SIGKILL recovery: job finished {recovered_in:.1f}s after the kill")
