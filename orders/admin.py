@@ -3,7 +3,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from jobs.services import jobs_for
-from orders.models import ApiKey, DailySales, Order, OrderItem, Product
+from orders.models import ApiKey, DailySales, DemoSwitch, Order, OrderItem, Product
 
 
 @admin.register(Product)
@@ -85,3 +85,9 @@ class DailySalesAdmin(admin.ModelAdmin):
 class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["name", "prefix", "active", "created_at"]
     readonly_fields = ["prefix", "key_hash", "created_at"]
+
+
+@admin.register(DemoSwitch)
+class DemoSwitchAdmin(admin.ModelAdmin):
+    list_display = ["name", "on", "changed_at"]
+    list_editable = ["on"]

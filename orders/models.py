@@ -124,3 +124,21 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class DemoSwitch(models.Model):
+    """Faults an operator can switch on to rehearse the dead-letter queue (the demo's
+    mail server refusing every confirmation, say) and off again, without a restart."""
+
+    MAIL_OUTAGE = "mail-outage"
+
+    name = models.CharField(max_length=50, unique=True, choices=[(MAIL_OUTAGE, "Mail server refuses every email")])
+    on = models.BooleanField(default=False)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'on' if self.on else 'off'}"
+
+    @classmethod
+    def is_on(cls, name: str) -> bool:
+        return cls.objects.filter(name=name, on=True).exists()

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 import jobs
 from orders.errors import OrderError
-from orders.models import ApiKey, DailySales, Order, OrderItem, Product
+from orders.models import ApiKey, DailySales, DemoSwitch, Order, OrderItem, Product
 from orders.payments import get_gateway
 
 logger = logging.getLogger(__name__)
@@ -159,9 +159,9 @@ def send_confirmation(order_id: str) -> bool:
         if not first:
             logger.info("Confirmation for order %s was already sent", order.id)
             return False
-        if settings.DEMO_FAIL_EMAILS:
+        if settings.DEMO_FAIL_EMAILS or DemoSwitch.is_on(DemoSwitch.MAIL_OUTAGE):
             # Refused for good, as a 5xx from the mail server would be: straight to the DLQ.
-            raise jobs.PermanentError("550 Mailbox unavailable: the demo mail server refuses (DEMO_FAIL_EMAILS is on)")
+            raise jobs.PermanentError("550 Mailbox unavailable: the demo mail server is in an outage (demo switch)")
         context = {"order": order, "items": list(order.items.all())}
         message = EmailMessage(
             subject=f"Your order {str(order.id)[:8]} is confirmed",

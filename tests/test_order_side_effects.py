@@ -33,7 +33,7 @@ def test_confirmation_email_is_sent_once(order, settings):
 
 def test_confirmation_email_failure_can_be_retried(order, settings):
     settings.DEMO_FAIL_EMAILS = True
-    with pytest.raises(jobs.PermanentError, match="DEMO_FAIL_EMAILS"):
+    with pytest.raises(jobs.PermanentError, match="outage"):
         services.send_confirmation(str(order.id))
     settings.DEMO_FAIL_EMAILS = False
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
@@ -68,3 +68,17 @@ def test_a_deleted_order_is_logged_and_skipped(order, caplog):
     order.delete()
     assert services.update_inventory(order_id) is False
     assert "no longer exists" in caplog.text
+
+
+def test_mail_outage_switch_fails_the_email_until_switched_off(order, settings):
+    from orders.models import DemoSwitch
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    switch = DemoSwitch.objects.create(name=DemoSwitch.MAIL_OUTAGE, on=True)
+    with pytest.raises(jobs.PermanentError, match="550"):
+        services.send_confirmation(str(order.id))
+    switch.on = False
+    switch.save()
+
+    assert services.send_confirmation(str(order.id)) is True
+    assert len(mail.outbox) == 1

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orders.models import Product
+from orders.models import DemoSwitch, Product
 
 PRODUCTS = [
     ("BUZ-001", "Restaurant buzzer", "24.90", 120),
@@ -27,4 +27,5 @@ class Command(BaseCommand):
                 sku=sku, defaults={"name": name, "price": Decimal(price), "stock": stock}
             )
             created += new
+        DemoSwitch.objects.get_or_create(name=DemoSwitch.MAIL_OUTAGE)  # off until an operator flips it
         self.stdout.write(f"Demo data: {created} products created, {len(PRODUCTS) - created} already there.")
