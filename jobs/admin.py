@@ -26,7 +26,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from jobs import dlq
+from jobs import dlq, recovery
 from jobs.models import Effect, Job
 
 try:  # django-dramatiq's Task admin tracks nothing here: Buzzer's Job does.
@@ -148,6 +148,11 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: Job) -> str:
+        if recovery.is_stalled(job, recovery.alive_workers_now()):
+            return format_html(
+                '<span class="buzzer-status buzzer-status-dead" title="{}">running · stalled</span>',
+                f"worker {job.worker} sends no heartbeats: the recovery puts this job back in its queue",
+            )
         return format_html('<span class="buzzer-status buzzer-status-{}">{}</span>', job.status, job.status)
 
     @admin.display(description="age", ordering="created_at")

@@ -53,6 +53,31 @@ def alive_workers(client: Any, namespace: str) -> set[str]:
     return {w.decode() for w in client.zrangebyscore(f"{namespace}:__heartbeats__", cutoff, "+inf")}
 
 
+_alive_cache: tuple[float, frozenset[str] | None] = (0.0, None)
+
+
+def alive_workers_now() -> frozenset[str] | None:
+    """Worker ids with a recent heartbeat (cached for 2 s; None without Redis or while
+    Redis does not answer): what the admin uses to show a running job as stalled."""
+    global _alive_cache
+    checked_at, alive = _alive_cache
+    if time.monotonic() - checked_at < 2:
+        return alive
+    broker = dramatiq.get_broker()
+    client = getattr(broker, "client", None)
+    try:
+        alive = frozenset(alive_workers(client, broker.namespace)) if client is not None else None
+    except Exception:  # noqa: BLE001 - the page still renders, without the stalled mark
+        alive = None
+    _alive_cache = (time.monotonic(), alive)
+    return alive
+
+
+def is_stalled(job: Job, alive: frozenset[str] | None) -> bool:
+    """Running on a worker that no longer beats."""
+    return alive is not None and job.status == Job.Status.RUNNING and job.worker not in alive
+
+
 def recover_stalled(broker: dramatiq.Broker | None = None) -> dict[str, int]:
     """Requeue dead workers' messages and re-send jobs stranded on them."""
     broker = broker or dramatiq.get_broker()
