@@ -47,6 +47,7 @@ run: venv env redis
 	BUZZER_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
 
 test: dev-deps redis
+	@$(PY) scripts/ensure_chromium.py
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: dev-deps

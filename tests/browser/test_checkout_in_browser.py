@@ -1,0 +1,63 @@
+"""A customer in a real browser: the shop, the checkout form, and the confirmation page
+following its jobs on a real `rundramatiq` worker until they are done."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from playwright.sync_api import Page, expect
+
+from orders.models import Order
+from tests.support import email
+from tests.support.workers import ROOT
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+SCREENSHOT = ROOT / "var" / "screenshots" / "order.png"
+
+
+def test_an_order_placed_in_the_browser_shows_its_jobs_succeeding(
+    live_server: Any, page: Page, worker_factory: Callable[..., Any]
+) -> None:
+    call_command("seed_demo", stdout=io.StringIO())
+
+    page.goto(f"{live_server.url}/")
+    expect(page.get_by_role("heading", name="Products")).to_be_visible()
+    page.get_by_label("Quantity of Restaurant buzzer").fill("2")
+    page.get_by_label("Quantity of Buzzer mug").fill("1")
+    page.get_by_label("Email", exact=True).fill("ada@example.com")
+    page.get_by_role("button", name="Place order").click()
+
+    page.wait_for_url(re.compile(r"/orders/[0-9a-f-]+/$"))
+    order = Order.objects.get()
+    assert page.url == f"{live_server.url}/orders/{order.id}/"
+    expect(page.get_by_role("heading", level=1)).to_contain_text(f"Order {str(order.id)[:8]} is placed")
+    expect(page.get_by_text("Paid 62.30")).to_be_visible()
+    expect(page.get_by_text("a confirmation goes to ada@example.com")).to_be_visible()
+    jobs = page.locator("#jobs tr[data-status]")
+    expect(jobs).to_have_count(3)
+    # No worker yet: the jobs wait in Redis and the page keeps refreshing itself.
+    expect(page.locator("#jobs tr[data-status='succeeded']")).to_have_count(0)
+    expect(page.locator("meta[http-equiv='refresh']")).to_have_count(1)
+    expect(page.get_by_text("This page refreshes itself until every job is finished.")).to_be_visible()
+
+    worker_factory(processes=1, threads=4)
+    # The page refreshes itself every 2 s until every job is finished.
+    expect(page.locator("#jobs tr[data-status='succeeded']")).to_have_count(3, timeout=60_000)
+    expect(page.get_by_text("All jobs are finished.")).to_be_visible()
+    expect(page.locator("meta[http-equiv='refresh']")).to_have_count(0)
+    assert sorted(jobs.locator("td:first-child").all_inner_texts()) == [
+        "record_analytics",
+        "send_confirmation_email",
+        "update_inventory",
+    ]
+    assert jobs.locator(".status").all_inner_texts() == ["succeeded"] * 3
+    assert [m["to"] for m in email.sent()] == [["ada@example.com"]]
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)  # for the README, not asserted
