@@ -208,6 +208,14 @@ BUZZER_RECOVERY_INTERVAL_SECONDS = env.float("BUZZER_RECOVERY_INTERVAL_SECONDS",
 # A job whose deliveries killed their worker this many times goes to the DLQ instead.
 BUZZER_MAX_WORKER_CRASHES = env.int("BUZZER_MAX_WORKER_CRASHES", default=2)
 BUZZER_IDEMPOTENCY_TTL_HOURS = env.int("BUZZER_IDEMPOTENCY_TTL_HOURS", default=48)
+# Queue health: the scheduler samples every queue this often (charts, alerts, /healthz
+# counts it silent after 3 missed samples); a queue whose depth keeps rising for this
+# many minutes opens an alert; finished jobs (never dead ones) are deleted after this
+# many days; /healthz and /metrics want this bearer token when it is set.
+BUZZER_SAMPLE_SECONDS = env.float("BUZZER_SAMPLE_SECONDS", default=5.0)
+BUZZER_ALERT_RISING_MINUTES = env.int("BUZZER_ALERT_RISING_MINUTES", default=5)
+BUZZER_JOB_RETENTION_DAYS = env.int("BUZZER_JOB_RETENTION_DAYS", default=14)
+BUZZER_MONITORING_TOKEN = env.str("BUZZER_MONITORING_TOKEN", default="")
 
 PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="orders.payments.FakeGateway")
 PAYMENT_LATENCY_MS = env.int("PAYMENT_LATENCY_MS", default=0)

@@ -1,7 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from jobs import views as jobs_views
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("healthz", jobs_views.healthz, name="healthz"),
+    path("metrics", jobs_views.metrics_view, name="metrics"),
     path("", include("orders.urls")),
 ]

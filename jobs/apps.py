@@ -14,3 +14,9 @@ class JobsConfig(AppConfig):
         broker = dramatiq.get_broker()
         for queue_name in settings.BUZZER_QUEUES:
             broker.declare_queue(queue_name)
+
+        from django.contrib import admin
+
+        from jobs import dashboard
+
+        dashboard.install(admin.site)  # /admin/jobs/dashboard/

@@ -73,12 +73,13 @@ class JobTracking(Middleware):
                     from django.conf import settings
 
                     from jobs.claims import Heartbeat, claims_for
+                    from jobs.stats import recorder_for
                     from jobs.writer import JobWriter
 
                     self._claims = claims_for(broker)
                     if getattr(broker, "client", None) is not None:
                         self._heartbeat = Heartbeat(broker, settings.BUZZER_HEARTBEAT_SECONDS)
-                    self._writer = JobWriter()
+                    self._writer = JobWriter(on_written=recorder_for(broker))
         return self._writer, self._claims
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:

@@ -237,3 +237,9 @@ def test_order_admin_shows_its_jobs_as_a_timeline(operator, products, api):
     assert 'id="job-timeline"' in page
     for actor in ("send_confirmation_email", "update_inventory", "record_analytics"):
         assert actor in page
+
+
+def test_admin_index_links_the_console(operator):
+    page = logged_in(operator).get("/admin/").content.decode()
+    assert 'id="buzzer-console"' in page
+    assert "/admin/jobs/dashboard/" in page and "/admin/jobs/job/dead-letters/" in page

@@ -11,28 +11,16 @@ import time
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.test import Client
 
-import jobs
 from jobs.models import Job, JobAction
-from orders.models import Order, OrderItem
 from tests.support import email
+from tests.support.data import QUICK_RETRIES, email_job
 from tests.support.waiting import wait_until
 from tests.support.workers import ROOT, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-QUICK_RETRIES = {"max_retries": 2, "min_backoff": 100, "max_backoff": 200}
-
-
-def email_job(products, options=None) -> Job:
-    with transaction.atomic():
-        order = Order.objects.create(email="ops@example.com", total="24.90")
-        OrderItem.objects.create(
-            order=order, product=products["BUZ-001"], sku="BUZ-001", name="Buzzer", quantity=1, unit_price="24.90"
-        )
-        return jobs.enqueue("send_confirmation_email", obj=order, options=options, order_id=str(order.id))
 
 
 def status_of(job: Job) -> str:

@@ -1,5 +1,9 @@
 from typing import Any
 
+from django.db import transaction
+
+QUICK_RETRIES = {"max_retries": 2, "min_backoff": 100, "max_backoff": 200}
+
 
 def order_body(**overrides: Any) -> dict[str, Any]:
     body = {
@@ -10,3 +14,16 @@ def order_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def email_job(products: dict[str, Any], options: dict[str, Any] | None = None) -> Any:
+    """An order with one item and only its confirmation email job (committed)."""
+    import jobs
+    from orders.models import Order, OrderItem
+
+    with transaction.atomic():
+        order = Order.objects.create(email="ops@example.com", total="24.90")
+        OrderItem.objects.create(
+            order=order, product=products["BUZ-001"], sku="BUZ-001", name="Buzzer", quantity=1, unit_price="24.90"
+        )
+        return jobs.enqueue("send_confirmation_email", obj=order, options=options, order_id=str(order.id))

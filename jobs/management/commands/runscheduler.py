@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from jobs import recovery, services
+from jobs import monitoring, recovery, services
 from jobs.periodic import Periodic, enqueue_due, registered
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,38 @@ def recover_stalled() -> None:
         recovery.recover_stalled()
     finally:
         close_old_connections()
+
+
+# --- Queue health: samples and alerts, pruning -----------------------------------------
+def sample_queues() -> None:
+    close_old_connections()
+    try:
+        monitoring.sample_and_check()
+    finally:
+        close_old_connections()
+
+
+def prune_history() -> None:
+    close_old_connections()
+    try:
+        monitoring.prune_history()
+    finally:
+        close_old_connections()
+
+
+def add_queue_health_jobs(scheduler: BlockingScheduler) -> None:
+    scheduler.add_job(
+        sample_queues,
+        "interval",
+        seconds=settings.BUZZER_SAMPLE_SECONDS,
+        id="queue-health-sample",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(prune_history, "interval", hours=1, id="queue-health-prune", max_instances=1, coalesce=True)
+
+
+# --- end of queue health ----------------------------------------------------------------
 
 
 def enqueue_periodic(entry: Periodic) -> None:
@@ -63,6 +95,9 @@ class Command(BaseCommand):
             max_instances=1,
             coalesce=True,
         )
+        # Queue health: a sample of every queue and the alerts every few seconds, pruning hourly.
+        add_queue_health_jobs(scheduler)
+
         for entry in registered():
             scheduler.add_job(
                 enqueue_periodic,
