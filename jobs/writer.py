@@ -176,16 +176,12 @@ def write(events: list[Started | Finished]) -> None:
             failed = [(s, f) for s, f in combined if f.error]
             touched = 0
             if ok:
-                cursor.executemany(
-                    f"UPDATE {table} SET status = %s, attempts = %s, started_at = %s, finished_at = %s, "
-                    "worker = %s WHERE id = %s AND attempts <= %s",
-                    [(f.status, s.attempt, _dt(s.at), _dt(f.at), s.worker, _pk(s.job_id), s.attempt) for s, f in ok],
-                )
-                touched += cursor.rowcount
+                touched += _write_succeeded(cursor, table, ok)
             if failed:
                 cursor.executemany(
                     f"UPDATE {table} SET status = %s, attempts = %s, started_at = %s, finished_at = %s, "
-                    "worker = %s, last_error = %s, traceback = %s WHERE id = %s AND attempts <= %s",
+                    "worker = %s, last_error = %s, traceback = %s, broker_message_id = %s "
+                    "WHERE id = %s AND attempts <= %s",
                     [
                         (
                             f.status,
@@ -195,6 +191,7 @@ def write(events: list[Started | Finished]) -> None:
                             s.worker,
                             f.error,
                             f.traceback,
+                            f.broker_message_id,
                             _pk(s.job_id),
                             s.attempt,
                         )
@@ -237,6 +234,29 @@ def _record_failed_attempts(failed: list[Finished]) -> None:
         for f in failed
         if f.job_id in existing
     )
+
+
+def _write_succeeded(cursor: Any, table: str, done: list[tuple[Started, Finished]]) -> int:
+    """The hot path: attempts that started and succeeded within one batch.
+
+    PostgreSQL gets one UPDATE ... FROM (VALUES ...) for the whole batch (one statement
+    to plan and run instead of one per job); SQLite's executemany is already a C loop.
+    """
+    if connection.vendor != "postgresql":
+        cursor.executemany(
+            f"UPDATE {table} SET status = 'succeeded', attempts = %s, started_at = %s, finished_at = %s, "
+            "worker = %s WHERE id = %s AND attempts <= %s",
+            [(s.attempt, _dt(s.at), _dt(f.at), s.worker, _pk(s.job_id), s.attempt) for s, f in done],
+        )
+        return cursor.rowcount
+    rows = ", ".join(["(%s::uuid, %s::integer, %s::timestamptz, %s::timestamptz, %s::varchar)"] * len(done))
+    cursor.execute(
+        f"UPDATE {table} AS j SET status = 'succeeded', attempts = v.attempt, started_at = v.started, "
+        f"finished_at = v.finished, worker = v.worker FROM (VALUES {rows}) "
+        "AS v(id, attempt, started, finished, worker) WHERE j.id = v.id AND j.attempts <= v.attempt",
+        [value for s, f in done for value in (s.job_id, s.attempt, s.at, f.at, s.worker)],
+    )
+    return cursor.rowcount
 
 
 def _adopt(cursor: Any, table: str, begun: list[Started], finishes: dict[tuple[uuid.UUID, int], Finished]) -> None:
