@@ -136,6 +136,9 @@ class DemoSwitch(models.Model):
     on = models.BooleanField(default=False)
     changed_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        verbose_name_plural = "demo switches"
+
     def __str__(self) -> str:
         return f"{self.name}: {'on' if self.on else 'off'}"
 

@@ -43,3 +43,9 @@ def test_ensure_demo_admin_creates_once_and_respects_a_changed_password(monkeypa
     call_command("ensure_demo_admin", stdout=out)
     assert "left alone" in out.getvalue()
     assert get_user_model().objects.count() == 1
+
+
+def test_models_and_migrations_agree():
+    out = io.StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
