@@ -205,6 +205,13 @@ BUZZER_CLAIM_TTL_SECONDS = env.int("BUZZER_CLAIM_TTL_SECONDS", default=86_400)
 BUZZER_HEARTBEAT_SECONDS = env.float("BUZZER_HEARTBEAT_SECONDS", default=5.0)
 BUZZER_WORKER_DEAD_AFTER_SECONDS = env.float("BUZZER_WORKER_DEAD_AFTER_SECONDS", default=20.0)
 BUZZER_RECOVERY_INTERVAL_SECONDS = env.float("BUZZER_RECOVERY_INTERVAL_SECONDS", default=5.0)
+# One active scheduler: the lease lasts this long without renewal (a standby takes over
+# within it); schedule rows edited in the admin apply within BUZZER_SCHEDULE_SYNC_SECONDS.
+BUZZER_SCHEDULER_LEASE_SECONDS = env.float("BUZZER_SCHEDULER_LEASE_SECONDS", default=5.0)
+BUZZER_SCHEDULE_SYNC_SECONDS = env.float("BUZZER_SCHEDULE_SYNC_SECONDS", default=2.0)
+# A scheduler late by up to this long still writes every fire time it missed; after a
+# longer silence a schedule runs its latest missed fire once.
+BUZZER_SCHEDULE_LATE_SECONDS = env.float("BUZZER_SCHEDULE_LATE_SECONDS", default=60.0)
 # A job whose deliveries killed their worker this many times goes to the DLQ instead.
 BUZZER_MAX_WORKER_CRASHES = env.int("BUZZER_MAX_WORKER_CRASHES", default=2)
 BUZZER_IDEMPOTENCY_TTL_HOURS = env.int("BUZZER_IDEMPOTENCY_TTL_HOURS", default=48)
@@ -224,6 +231,16 @@ ORDER_MAX_QUANTITY = env.int("ORDER_MAX_QUANTITY", default=1000)
 LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=5)
 # Demo switch for the operator's guide: make the confirmation email job fail.
 DEMO_FAIL_EMAILS = env.bool("DEMO_FAIL_EMAILS", default=False)
+# Reports: the longest date range a report may cover; how many reports one user (or API
+# key) may have queued or running; how long finished files are kept; rows per database
+# chunk (also per CSV write and per progress check); the least time between two
+# progress writes; and a pause per chunk that only tests set, to watch a report move.
+BUZZER_REPORT_MAX_DAYS = env.int("BUZZER_REPORT_MAX_DAYS", default=366)
+BUZZER_REPORTS_PER_USER = env.int("BUZZER_REPORTS_PER_USER", default=3)
+BUZZER_REPORT_RETENTION_DAYS = env.int("BUZZER_REPORT_RETENTION_DAYS", default=7)
+BUZZER_REPORT_CHUNK_SIZE = env.int("BUZZER_REPORT_CHUNK_SIZE", default=2000)
+BUZZER_REPORT_PROGRESS_SECONDS = env.float("BUZZER_REPORT_PROGRESS_SECONDS", default=0.5)
+BUZZER_REPORT_CHUNK_DELAY_MS = env.int("BUZZER_REPORT_CHUNK_DELAY_MS", default=0)
 
 # --- Production hardening -------------------------------------------------------------
 if not DEBUG and not TESTING:

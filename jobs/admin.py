@@ -26,8 +26,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from jobs import dlq, recovery
-from jobs.models import Effect, Job
+from jobs import dlq, recovery, schedules
+from jobs.models import Effect, Job, Schedule
 
 try:  # django-dramatiq's Task admin tracks nothing here: Buzzer's Job does.
     from django_dramatiq.models import Task
@@ -385,3 +385,74 @@ class EffectAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    """Schedules: edited here, applied by the running scheduler within seconds."""
+
+    list_display = ["name", "actor_name", "cron", "timezone", "enabled", "upcoming"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "actor_name"]
+    readonly_fields = ["upcoming", "recent_runs", "created_at", "updated_at"]
+    fields = ["name", "actor_name", "kwargs", "cron", "timezone", "enabled", "upcoming", "recent_runs"]
+
+    @admin.display(description="next runs")
+    def upcoming(self, schedule: Schedule) -> str:
+        if not schedule.pk:
+            return "–"
+        try:
+            runs = schedules.next_runs(schedule)
+        except Exception:  # noqa: BLE001 - a bad cron shows as such, the page still renders
+            return "invalid cron expression"
+        return format_html_join(", ", "{}", ((f"{run:%Y-%m-%d %H:%M:%S %Z}",) for run in runs)) if runs else "–"
+
+    @admin.display(description="last runs")
+    def recent_runs(self, schedule: Schedule) -> str:
+        runs = schedules.last_runs(schedule) if schedule.pk else []
+        if not runs:
+            return "–"
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>',
+            ((reverse("admin:jobs_job_change", args=[job.pk]), job.created_at, job.status, job.key) for job in runs),
+        )
+        return format_html(
+            '<table class="buzzer-table"><tr><th>enqueued</th><th>status</th><th>key</th></tr>{}</table>', rows
+        )
+
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("jobs.run_schedule")
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        extra_context = {**(extra_context or {}), "can_run": self.has_run_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/run-now/", view(self.run_now_view), name="jobs_schedule_run_now"),
+            path("<int:pk>/pause/", view(self.pause_view), name="jobs_schedule_pause"),
+            *super().get_urls(),
+        ]
+
+    @method_decorator(require_POST)
+    def run_now_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        schedule = get_object_or_404(Schedule, pk=pk)
+        job = schedules.run_now(schedule, user=request.user)
+        self.message_user(request, format_html("Enqueued job {} for {}.", job.pk, schedule.name), messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:jobs_schedule_change", args=[pk]))
+
+    @method_decorator(require_POST)
+    def pause_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Pause a running schedule or resume a paused one."""
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        schedule = get_object_or_404(Schedule, pk=pk)
+        schedule.enabled = not schedule.enabled
+        schedule.save(update_fields=["enabled", "updated_at"])
+        word = "resumed" if schedule.enabled else "paused"
+        self.message_user(request, format_html("Schedule {} {}.", schedule.name, word), messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:jobs_schedule_change", args=[pk]))

@@ -177,3 +177,34 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+
+class Schedule(models.Model):
+    """A recurring job: `runscheduler` enqueues `actor_name` with `kwargs` at every fire
+    time of `cron`. Edited in the admin; edits apply without restarting the scheduler."""
+
+    name = models.CharField(max_length=100, unique=True)
+    actor_name = models.CharField(max_length=200)
+    kwargs = models.JSONField(default=dict, blank=True)
+    cron = models.CharField(
+        max_length=100,
+        help_text="Crontab: 'minute hour day month weekday' (e.g. '0 6 * * *'), "
+        "or six fields with seconds first ('*/10 * * * * *').",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    enabled = models.BooleanField(default=True)
+    # Declared after the timestamps: as a class attribute it hides the timezone module.
+    timezone = models.CharField(max_length=64, default="UTC")
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("run_schedule", "Can run a schedule now, pause and resume it")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from jobs.schedules import validate
+
+        validate(self.cron, self.timezone)
