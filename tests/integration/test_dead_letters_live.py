@@ -123,3 +123,34 @@ def test_job_of_a_worker_killed_mid_job_is_finished_by_another_within_seconds(pr
     dead_acks = [k for k in r.scan_iter("dramatiq:__acks__.*") if r.scard(k)]
     assert dead_acks == [] or all(r.scard(k) == 0 for k in dead_acks)
     print(f"SIGKILL recovery: job finished {recovered_in:.1f}s after the kill")
+
+
+def test_a_job_that_keeps_killing_its_worker_is_dead_lettered_after_three_deliveries(products, worker_factory):
+    fast = {"BUZZER_WORKER_DEAD_AFTER_SECONDS": "3", "BUZZER_HEARTBEAT_SECONDS": "0.5"}
+    email.kill_workers_on_send()
+    job = email_job(products)
+    scheduler = subprocess.Popen(
+        [sys.executable, "manage.py", "runscheduler"],
+        cwd=ROOT,
+        env=worker_env(BUZZER_RECOVERY_INTERVAL_SECONDS="0.5", **fast),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        worker = worker_factory(processes=1, threads=1, **fast)
+        deadline = time.monotonic() + 90
+        while status_of(job) != "dead" and time.monotonic() < deadline:
+            if worker.proc.poll() is not None:  # Dramatiq exits when its worker died: restart it
+                worker = worker_factory(processes=1, threads=1, **fast)
+            time.sleep(0.2)
+    finally:
+        scheduler.terminate()
+        scheduler.wait(10)
+        email.kill_workers_on_send(False)
+
+    job.refresh_from_db()
+    assert job.status == "dead"
+    assert email.worker_deaths() <= 3
+    assert "died 2 times" in job.last_error
+    assert JobAction.objects.filter(job=job, kind="crash_loop").count() == 1
+    print(f"Poison message: dead-lettered after {email.worker_deaths()} worker deaths")

@@ -2,6 +2,8 @@
 the suite's Redis database, and failures can be injected."""
 
 import json
+import os
+import signal
 import smtplib
 import time
 from typing import Any
@@ -13,6 +15,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 SENT_KEY = "test:emails"
 FAIL_KEY = "test:email-failures"
 DELAY_KEY = "test:email-delay-once"
+KILL_KEY = "test:email-kills-worker"
 
 
 def client() -> redis.Redis:
@@ -22,6 +25,9 @@ def client() -> redis.Redis:
 class RedisLedgerBackend(BaseEmailBackend):
     def send_messages(self, email_messages: Any) -> int:
         r = client()
+        if r.get(KILL_KEY):  # a poison message: the worker process dies mid-job, every time
+            r.incr(f"{KILL_KEY}:deaths")
+            os.kill(os.getpid(), signal.SIGKILL)
         delay = r.getdel(DELAY_KEY)
         if delay:  # the first send after delay_next() hangs, like a stuck SMTP server
             time.sleep(float(delay))
@@ -47,3 +53,14 @@ def fail_next(count: int) -> None:
 
 def delay_next(seconds: float) -> None:
     client().set(DELAY_KEY, seconds)
+
+
+def kill_workers_on_send(on: bool = True) -> None:
+    if on:
+        client().set(KILL_KEY, 1)
+    else:
+        client().delete(KILL_KEY)
+
+
+def worker_deaths() -> int:
+    return int(client().get(f"{KILL_KEY}:deaths") or 0)
