@@ -7,8 +7,8 @@ from django.db import connection
 
 import jobs
 from jobs import dlq
-from jobs.middleware import JobTracking
 from jobs.models import Job, JobAction, JobAttempt
+from tests.support.stub import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,16 +24,6 @@ def fragile(label: str) -> None:
 @pytest.fixture(autouse=True)
 def _broken():
     broken["on"] = True
-
-
-def drain(stub_broker, stub_worker):
-    for name in list(stub_broker.queues):
-        if not name.endswith((".DQ", ".XQ")):
-            stub_broker.join(name, timeout=10_000, fail_fast=False)
-    stub_worker.join()
-    for middleware in stub_broker.middleware:
-        if isinstance(middleware, JobTracking):
-            middleware.flush()
 
 
 def dead_job(stub_broker, stub_worker, label="a"):

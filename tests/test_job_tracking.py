@@ -4,9 +4,9 @@ import pytest
 from django.db import transaction
 
 import jobs
-from jobs.middleware import JobTracking
 from jobs.models import Job
 from jobs.services import build_message
+from tests.support.stub import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,21 +31,11 @@ def _reset():
     calls.clear()
 
 
-def run(stub_broker, stub_worker):
-    for queue_name in list(stub_broker.queues):
-        if not queue_name.endswith((".DQ", ".XQ")):
-            stub_broker.join(queue_name, timeout=10_000, fail_fast=False)
-    stub_worker.join()
-    for middleware in stub_broker.middleware:
-        if isinstance(middleware, JobTracking):
-            middleware.flush()
-
-
 def test_successful_job_ends_succeeded_with_one_attempt(stub_broker, stub_worker):
     with transaction.atomic():
         job = jobs.enqueue(flaky, "ok", 0)
 
-    run(stub_broker, stub_worker)
+    drain(stub_broker, stub_worker)
 
     job.refresh_from_db()
     assert job.status == "succeeded"
@@ -57,7 +47,7 @@ def test_successful_job_ends_succeeded_with_one_attempt(stub_broker, stub_worker
 def test_job_failing_twice_then_succeeding_has_three_attempts(stub_broker, stub_worker):
     job = jobs.enqueue(flaky, "twice", 2)
 
-    run(stub_broker, stub_worker)
+    drain(stub_broker, stub_worker)
 
     job.refresh_from_db()
     assert (job.status, job.attempts) == ("succeeded", 3)
@@ -68,7 +58,7 @@ def test_job_failing_twice_then_succeeding_has_three_attempts(stub_broker, stub_
 def test_job_out_of_retries_is_dead_with_its_error(stub_broker, stub_worker):
     job = jobs.enqueue(flaky, "always", 99)
 
-    run(stub_broker, stub_worker)
+    drain(stub_broker, stub_worker)
 
     job.refresh_from_db()
     assert job.status == "dead"
@@ -80,7 +70,7 @@ def test_job_out_of_retries_is_dead_with_its_error(stub_broker, stub_worker):
 def test_permanent_error_goes_straight_to_dead(stub_broker, stub_worker):
     job = jobs.enqueue(permanent, "nope")
 
-    run(stub_broker, stub_worker)
+    drain(stub_broker, stub_worker)
 
     job.refresh_from_db()
     assert (job.status, job.attempts) == ("dead", 1)
@@ -90,10 +80,10 @@ def test_permanent_error_goes_straight_to_dead(stub_broker, stub_worker):
 
 def test_finished_job_is_not_run_again(stub_broker, stub_worker):
     job = jobs.enqueue(flaky, "once", 0)
-    run(stub_broker, stub_worker)
+    drain(stub_broker, stub_worker)
 
     stub_broker.enqueue(build_message(Job.objects.get(pk=job.pk)))  # a duplicate delivery
-    run(stub_broker, stub_worker)
+    drain(stub_broker, stub_worker)
 
     job.refresh_from_db()
     assert (job.status, job.attempts) == ("succeeded", 1)
@@ -103,7 +93,7 @@ def test_finished_job_is_not_run_again(stub_broker, stub_worker):
 def test_message_sent_without_a_job_row_is_tracked(stub_broker, stub_worker):
     message = flaky.send("adhoc", 0)
 
-    run(stub_broker, stub_worker)
+    drain(stub_broker, stub_worker)
 
     job = Job.objects.get(pk=message.message_id)
     assert (job.actor_name, job.status, job.args) == ("flaky", "succeeded", ["adhoc", 0])
@@ -132,7 +122,7 @@ def test_duplicate_delivery_while_the_first_runs_is_skipped(stub_broker, stub_wo
     job = jobs.enqueue(flaky, "dup", 0)
     stub_broker.enqueue(build_message(job))  # the sweep and the after-commit send raced
 
-    run(stub_broker, stub_worker)
+    drain(stub_broker, stub_worker)
 
     job.refresh_from_db()
     assert (job.status, job.attempts) == ("succeeded", 1)

@@ -3,8 +3,6 @@
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -18,7 +16,7 @@ from jobs.models import Job, JobAction
 from tests.support import email
 from tests.support.data import QUICK_RETRIES, email_job
 from tests.support.waiting import wait_until
-from tests.support.workers import ROOT, worker_env
+from tests.support.workers import scheduler_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -102,26 +100,15 @@ def test_job_of_a_worker_killed_mid_job_is_finished_by_another_within_seconds(pr
     os.killpg(doomed.proc.pid, signal.SIGKILL)
     killed_at = time.monotonic()
     worker_factory(processes=1, threads=1, **fast)
-    scheduler = subprocess.Popen(
-        [sys.executable, "manage.py", "runscheduler"],
-        cwd=ROOT,
-        env=worker_env(BUZZER_RECOVERY_INTERVAL_SECONDS="0.5", **fast),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with scheduler_process(BUZZER_RECOVERY_INTERVAL_SECONDS="0.5", **fast):
         wait_until(lambda: status_of(job) == "succeeded", timeout=60, what="another worker to finish the job")
         recovered_in = time.monotonic() - killed_at
-    finally:
-        scheduler.terminate()
-        scheduler.wait(10)
 
     assert recovered_in < 30, f"recovered in {recovered_in:.1f}s"
     assert len(email.sent()) == 1
     assert JobAction.objects.filter(job=job, kind="recover").count() == 1
     r = redis.Redis.from_url(settings.REDIS_URL)
-    dead_acks = [k for k in r.scan_iter("dramatiq:__acks__.*") if r.scard(k)]
-    assert dead_acks == [] or all(r.scard(k) == 0 for k in dead_acks)
+    assert [k for k in r.scan_iter("dramatiq:__acks__.*") if r.scard(k)] == []  # nothing left unacked
     print(f"SIGKILL recovery: job finished {recovered_in:.1f}s after the kill")
 
 
@@ -129,23 +116,15 @@ def test_a_job_that_keeps_killing_its_worker_is_dead_lettered_after_three_delive
     fast = {"BUZZER_WORKER_DEAD_AFTER_SECONDS": "3", "BUZZER_HEARTBEAT_SECONDS": "0.5"}
     email.kill_workers_on_send()
     job = email_job(products)
-    scheduler = subprocess.Popen(
-        [sys.executable, "manage.py", "runscheduler"],
-        cwd=ROOT,
-        env=worker_env(BUZZER_RECOVERY_INTERVAL_SECONDS="0.5", **fast),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        worker = worker_factory(processes=1, threads=1, **fast)
-        deadline = time.monotonic() + 90
-        while status_of(job) != "dead" and time.monotonic() < deadline:
-            if worker.proc.poll() is not None:  # Dramatiq exits when its worker died: restart it
-                worker = worker_factory(processes=1, threads=1, **fast)
-            time.sleep(0.2)
+        with scheduler_process(BUZZER_RECOVERY_INTERVAL_SECONDS="0.5", **fast):
+            worker = worker_factory(processes=1, threads=1, **fast)
+            deadline = time.monotonic() + 90
+            while status_of(job) != "dead" and time.monotonic() < deadline:
+                if worker.proc.poll() is not None:  # Dramatiq exits when its worker died: restart it
+                    worker = worker_factory(processes=1, threads=1, **fast)
+                time.sleep(0.2)
     finally:
-        scheduler.terminate()
-        scheduler.wait(10)
         email.kill_workers_on_send(False)
 
     job.refresh_from_db()

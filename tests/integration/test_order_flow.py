@@ -1,8 +1,5 @@
 """The order flow end to end: real HTTP, real Redis, real `rundramatiq` processes."""
 
-import subprocess
-import sys
-
 import pytest
 import redis
 from django.conf import settings
@@ -15,7 +12,7 @@ from tests.support import email
 from tests.support.data import order_body
 from tests.support.http import request
 from tests.support.waiting import wait_until
-from tests.support.workers import ROOT, worker_env
+from tests.support.workers import scheduler_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -97,17 +94,7 @@ def test_jobs_never_dispatched_are_sent_by_the_scheduler_sweep(products, worker_
     assert set(Job.objects.values_list("status", flat=True)) == {"pending"}
 
     worker_factory(processes=1, threads=2)
-    scheduler = subprocess.Popen(
-        [sys.executable, "manage.py", "runscheduler"],
-        cwd=ROOT,
-        env=worker_env(BUZZER_SWEEP_AFTER_SECONDS="0.5", BUZZER_SWEEP_INTERVAL_SECONDS="0.5"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with scheduler_process(BUZZER_SWEEP_AFTER_SECONDS="0.5", BUZZER_SWEEP_INTERVAL_SECONDS="0.5") as scheduler:
         wait_until(all_jobs_finished(3), timeout=60, what="the swept jobs to finish")
-    finally:
-        scheduler.terminate()
-        output = scheduler.communicate(timeout=10)[0].decode(errors="replace")
-    assert scheduler.returncode == 0, output
+    assert scheduler.returncode == 0
     assert set(Job.objects.values_list("status", flat=True)) == {"succeeded"}

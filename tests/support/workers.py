@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -100,3 +102,20 @@ class WorkerProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+@contextmanager
+def scheduler_process(**env: str) -> Iterator[subprocess.Popen]:
+    """A real `manage.py runscheduler` against the suite's Redis and database."""
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runscheduler"],
+        cwd=ROOT,
+        env=worker_env(**env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(15)
