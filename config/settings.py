@@ -196,6 +196,9 @@ BUZZER_MAX_BACKOFF_MS = env.int("BUZZER_MAX_BACKOFF_MS", default=300_000)
 BUZZER_TIME_LIMIT_MS = env.int("BUZZER_TIME_LIMIT_MS", default=120_000)
 # Jobs still pending this long after they were written are dispatched by the sweep.
 BUZZER_SWEEP_AFTER_SECONDS = env.float("BUZZER_SWEEP_AFTER_SECONDS", default=5.0)
+# How long a send to Redis may take before the job is left to the outbox sweep: the
+# request that placed an order never waits longer on a stalled Redis.
+BUZZER_DISPATCH_TIMEOUT_SECONDS = env.float("BUZZER_DISPATCH_TIMEOUT_SECONDS", default=0.25)
 BUZZER_SWEEP_INTERVAL_SECONDS = env.float("BUZZER_SWEEP_INTERVAL_SECONDS", default=2.0)
 # How long a worker's claim on a job is remembered in Redis: a duplicate delivery within
 # this window is skipped (the effects ledger still guards side effects after it).

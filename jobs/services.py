@@ -10,9 +10,11 @@ from datetime import timedelta
 from typing import Any
 
 import dramatiq
+import redis
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
+from dramatiq.brokers.redis import RedisBroker
 
 from jobs.events import subscribers
 from jobs.models import Job
@@ -99,6 +101,28 @@ def build_message(job: Job) -> dramatiq.Message:
     )
 
 
+_senders: dict[int, dramatiq.Broker] = {}
+
+
+def sender() -> dramatiq.Broker:
+    """The broker to send through: the configured one, but for Redis a twin whose socket
+    gives up after BUZZER_DISPATCH_TIMEOUT_SECONDS, so that a stalled Redis cannot hold a
+    request (or the sweep) for long; what it refuses waits in the outbox."""
+    broker = dramatiq.get_broker()
+    if not isinstance(broker, RedisBroker):
+        return broker
+    twin = _senders.get(id(broker))
+    if twin is None:
+        params = dict(broker.client.connection_pool.connection_kwargs)
+        timeout = settings.BUZZER_DISPATCH_TIMEOUT_SECONDS
+        params.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+        pool = redis.ConnectionPool(connection_class=broker.client.connection_pool.connection_class, **params)
+        twin = RedisBroker(connection_pool=pool, namespace=broker.namespace, middleware=[])
+        _senders.clear()  # tests swap brokers: keep only the current one's twin
+        _senders[id(broker)] = twin
+    return twin
+
+
 def dispatch(jobs: Iterable[Job]) -> int:
     """Send pending jobs to the broker and mark them enqueued. Returns how many were sent.
 
@@ -106,7 +130,7 @@ def dispatch(jobs: Iterable[Job]) -> int:
     caller is never failed for it. A job sent twice (this and the sweep racing) is run
     once: the tracking middleware skips a job that is not waiting.
     """
-    broker = dramatiq.get_broker()
+    broker = sender()
     sent = []
     for job in jobs:
         try:

@@ -97,3 +97,33 @@ def test_periodic_job_is_written_once_per_slot_however_many_schedulers_ask(stub_
 
     assert first.pk == again.pk != later.pk
     assert Job.objects.filter(actor_name="prune_idempotency_keys").count() == 2
+
+
+def test_a_stalled_redis_holds_the_order_request_only_briefly(api, products, real_broker, monkeypatch):
+    """A server that accepts connections and never answers (CLIENT PAUSE, a hung Redis)."""
+    import socket
+    import time
+
+    from django.conf import settings
+
+    from jobs import services
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # the kernel accepts; nobody ever reads or answers
+    kwargs = real_broker.client.connection_pool.connection_kwargs
+    monkeypatch.setitem(kwargs, "host", "127.0.0.1")
+    monkeypatch.setitem(kwargs, "port", listener.getsockname()[1])
+    services._senders.clear()
+    try:
+        started = time.monotonic()
+        response = api.post("/api/orders/", order_body())
+        elapsed = time.monotonic() - started
+    finally:
+        services._senders.clear()
+        listener.close()
+
+    assert response.status_code == 201
+    assert elapsed < 1.0, f"the request waited {elapsed:.2f}s"
+    assert settings.BUZZER_DISPATCH_TIMEOUT_SECONDS < 1
+    assert set(Job.objects.values_list("status", flat=True)) == {"pending"}  # the sweep sends them later
