@@ -62,3 +62,20 @@ def test_every_dramatiq_middleware_is_listed_explicitly():
     assert not any("Prometheus" in m or "AdminMiddleware" in m for m in middleware)
     # tracking must come before Retries: Dramatiq runs "after" hooks in reverse
     assert middleware.index("jobs.middleware.JobTracking") < middleware.index("jobs.middleware.Retries")
+
+
+def test_production_settings_pass_the_deploy_check():
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    clean.update(
+        BUZZER_TESTING="0",
+        BUZZER_ENV_FILE="/nonexistent/.env",
+        DEBUG="false",
+        SECRET_KEY="a-real-secret-" + "k" * 50,
+        ALLOWED_HOSTS="shop.example.com",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
