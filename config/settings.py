@@ -122,7 +122,8 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/reports/"
 
 # --- Email ----------------------------------------------------------------------------
 if "EMAIL_URL" in env:

@@ -5,7 +5,9 @@ from jobs import views as jobs_views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", jobs_views.healthz, name="healthz"),
     path("metrics", jobs_views.metrics_view, name="metrics"),
     path("", include("orders.urls")),
+    path("", include("reports.urls")),
 ]

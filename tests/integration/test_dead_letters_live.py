@@ -118,11 +118,11 @@ def test_a_job_that_keeps_killing_its_worker_is_dead_lettered_after_three_delive
     job = email_job(products)
     try:
         with scheduler_process(BUZZER_RECOVERY_INTERVAL_SECONDS="0.5", **fast):
-            worker = worker_factory(processes=1, threads=1, **fast)
+            worker = worker_factory(processes=1, threads=1, wait_ready=False, **fast)
             deadline = time.monotonic() + 90
             while status_of(job) != "dead" and time.monotonic() < deadline:
                 if worker.proc.poll() is not None:  # Dramatiq exits when its worker died: restart it
-                    worker = worker_factory(processes=1, threads=1, **fast)
+                    worker = worker_factory(processes=1, threads=1, wait_ready=False, **fast)
                 time.sleep(0.2)
     finally:
         email.kill_workers_on_send(False)

@@ -49,7 +49,9 @@ def worker_env(**extra: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    def __init__(self, processes: int = 2, threads: int = 4, log: Path | None = None, **env: str) -> None:
+    def __init__(
+        self, processes: int = 2, threads: int = 4, log: Path | None = None, wait_ready: bool = True, **env: str
+    ) -> None:
         self.processes = processes
         self.log_path = log or ROOT / "var" / f"test-worker-{os.getpid()}-{time.monotonic_ns()}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +75,8 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._wait_ready(started_ms)
+        if wait_ready:  # not for a worker that may die at once (a poison message waits for it)
+            self._wait_ready(started_ms)
 
     def _wait_ready(self, started_ms: float, timeout: float = 60) -> None:
         """Ready once every worker process has sent a heartbeat through the broker."""

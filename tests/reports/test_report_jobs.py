@@ -1,0 +1,43 @@
+"""The report's job on a (stub) worker: the outbox job generates the file; a report
+that cannot be generated ends failed and its job dead together."""
+
+import pytest
+from django.db import transaction
+
+import jobs
+from jobs.models import Job
+from reports import services
+from tests.support.reports import new_report
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(stub_broker, stub_worker):
+    stub_broker.join("default", fail_fast=False)
+    stub_worker.join()
+    for middleware in stub_broker.middleware:
+        if hasattr(middleware, "flush"):
+            middleware.flush()
+
+
+def test_the_requested_report_is_generated_by_its_job(stub_broker, stub_worker, user, products):
+    report, _ = services.request_report("low_stock", {"threshold": 10}, owner=user)
+
+    run(stub_broker, stub_worker)
+
+    report.refresh_from_db()
+    assert (report.status, report.row_count) == ("succeeded", 1)
+    assert Job.objects.get().status == "succeeded"
+
+
+def test_a_report_that_cannot_be_generated_ends_failed_and_its_job_dead(stub_broker, stub_worker, user):
+    report = new_report(user, "vanished-kind")
+    with transaction.atomic():
+        jobs.enqueue("generate_report", str(report.id), obj=report)  # dispatched on commit
+
+    run(stub_broker, stub_worker)
+
+    report.refresh_from_db()
+    assert report.status == "failed"
+    assert "Unknown report kind" in report.error
+    assert Job.objects.get().status == "dead"
