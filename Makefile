@@ -37,6 +37,7 @@ redis: venv
 run: venv env redis
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
+	$(PY) manage.py seed_report_schedules
 	@set -a; source .env; set +a; $(PY) manage.py ensure_demo_admin
 	@echo ""
 	@echo "  Shop:   http://127.0.0.1:$(PORT)/"

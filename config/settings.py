@@ -245,6 +245,10 @@ BUZZER_REPORT_RETENTION_DAYS = env.int("BUZZER_REPORT_RETENTION_DAYS", default=7
 BUZZER_REPORT_CHUNK_SIZE = env.int("BUZZER_REPORT_CHUNK_SIZE", default=2000)
 BUZZER_REPORT_PROGRESS_SECONDS = env.float("BUZZER_REPORT_PROGRESS_SECONDS", default=0.5)
 BUZZER_REPORT_CHUNK_DELAY_MS = env.int("BUZZER_REPORT_CHUNK_DELAY_MS", default=0)
+# Scheduled reports are emailed: attached up to this size, else as a signed link to
+# BUZZER_BASE_URL (the address people reach the site at).
+BUZZER_REPORT_ATTACH_MAX_BYTES = env.int("BUZZER_REPORT_ATTACH_MAX_BYTES", default=1_000_000)
+BUZZER_BASE_URL = env.str("BUZZER_BASE_URL", default="http://127.0.0.1:8000")
 
 # --- Production hardening -------------------------------------------------------------
 if not DEBUG and not TESTING:

@@ -52,9 +52,10 @@ class Report(models.Model):
     file_size = models.PositiveBigIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True, help_text="time the last attempt took")
     error = models.TextField(blank=True)
-    # Reserved for recurring reports: a reference to the schedule that fired this one;
-    # NULL (not "") for "requested by a person", as the schedule work will want it.
-    schedule = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    # Recurring reports: "<schedule name>@<job id>" of the fire that made it; NULL for a
+    # report a person asked for.
+    schedule = models.CharField(max_length=200, null=True, blank=True, db_index=True)  # noqa: DJ001
+    recipients = models.JSONField(default=list, blank=True)  # scheduled reports are emailed to them
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from reports import http, kinds, services
 from reports.models import Report
+from reports.scheduled import check_token
 
 LIST_LIMIT = 50
 
@@ -108,3 +109,12 @@ def report_cancel(request: HttpRequest, report_id: Any) -> HttpResponse:
 @require_GET
 def report_download(request: HttpRequest, report_id: Any) -> HttpResponse:
     return http.download(_own(request, report_id))
+
+
+@require_GET
+def shared_download(request: HttpRequest, report_id: Any) -> HttpResponse:
+    """The signed link of a scheduled report's email: no account needed, expires with the file."""
+    report = Report.objects.filter(pk=report_id).first()
+    if report is None or not check_token(report, request.GET.get("token", "")):
+        raise Http404("No such report.")
+    return http.download(report)
