@@ -391,11 +391,21 @@ class EffectAdmin(admin.ModelAdmin):
 class ScheduleAdmin(admin.ModelAdmin):
     """Schedules: edited here, applied by the running scheduler within seconds."""
 
-    list_display = ["name", "actor_name", "cron", "timezone", "enabled", "upcoming"]
+    list_display = ["name", "actor_name", "cron", "timezone", "enabled", "next_run"]
     list_filter = ["enabled"]
     search_fields = ["name", "actor_name"]
     readonly_fields = ["upcoming", "recent_runs", "created_at", "updated_at"]
     fields = ["name", "actor_name", "kwargs", "cron", "timezone", "enabled", "upcoming", "recent_runs"]
+
+    @admin.display(description="next run")
+    def next_run(self, schedule: Schedule) -> str:
+        if not schedule.enabled:
+            return "paused"
+        try:
+            runs = schedules.next_runs(schedule, count=1)
+        except Exception:  # noqa: BLE001 - a bad cron shows as such, the page still renders
+            return "invalid cron expression"
+        return f"{runs[0]:%Y-%m-%d %H:%M:%S %Z}" if runs else "–"
 
     @admin.display(description="next runs")
     def upcoming(self, schedule: Schedule) -> str:

@@ -127,3 +127,17 @@ def test_a_new_schedule_does_not_fire_for_times_before_it_existed():
 
     assert schedules.fire(schedule.pk, now=datetime(2026, 6, 1, 10, 0, 5, tzinfo=UTC)) == []
     assert len(schedules.fire(schedule.pk, now=datetime(2026, 6, 2, 6, 0, 1, tzinfo=UTC))) == 1
+
+
+def test_schedule_list_shows_each_next_run(operator):
+    from django.contrib.auth.models import Permission
+
+    operator.user_permissions.add(Permission.objects.get(codename="view_schedule"))
+    make("30 6 * * *", name="daily")
+    make("0 7 * * *", name="paused", enabled=False)
+    client = Client()
+    client.force_login(operator)
+
+    page = client.get("/admin/jobs/schedule/").content.decode()
+
+    assert "06:30:00 UTC" in page and "paused" in page
