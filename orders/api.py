@@ -60,19 +60,20 @@ def api_view(*methods: str) -> Callable[[Callable[..., JsonResponse]], Callable[
     return decorate
 
 
-def _read_json(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
+def read_json(request: HttpRequest, limit: int = MAX_BODY_BYTES) -> tuple[Any, JsonResponse | None]:
+    """The body as a JSON object, or the JSON error response to send instead."""
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
-    if declared > MAX_BODY_BYTES:
-        return None, error(413, "body_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
+    if declared > limit:
+        return None, error(413, "body_too_large", f"The body may be at most {limit} bytes.")
     content_type = request.content_type or ""
     if content_type != "application/json":
         return None, error(415, "unsupported_media_type", "Send the body as application/json.")
-    body = request.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        return None, error(413, "body_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return None, error(413, "body_too_large", f"The body may be at most {limit} bytes.")
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -84,7 +85,7 @@ def _read_json(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
 
 @api_view("POST")
 def create_order(request: HttpRequest, api_key: ApiKey) -> JsonResponse:
-    data, problem = _read_json(request)
+    data, problem = read_json(request)
     if problem is not None:
         return problem
     key = request.headers.get("Idempotency-Key")

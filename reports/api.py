@@ -6,13 +6,12 @@ reports are owned by their key (`Report.api_key`), and a key sees only its own.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
-from orders.api import api_view, error
+from orders.api import api_view, error, read_json
 from orders.models import ApiKey
 from reports import http, services
 from reports.models import Report
@@ -26,27 +25,12 @@ def _document(report: Report) -> dict[str, Any]:
     return document
 
 
-def _read_json(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
-    if (request.content_type or "") != "application/json":
-        return None, error(415, "unsupported_media_type", "Send the body as application/json.")
-    body = request.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        return None, error(413, "body_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None, error(400, "malformed_json", "The body is not valid JSON.")
-    if not isinstance(data, dict):
-        return None, error(400, "malformed_json", "The body must be a JSON object.")
-    return data, None
-
-
 @api_view("POST")
 def create_report(request: HttpRequest, api_key: ApiKey) -> JsonResponse:
     """`{"kind": "sales", "parameters": {"start": "2026-11-01", "end": "2026-11-30"}}`:
     202 with the report and its status URL in `Location` (also when an identical report
     is still in progress: that one is returned)."""
-    data, problem = _read_json(request)
+    data, problem = read_json(request, MAX_BODY_BYTES)
     if problem is not None:
         return problem
     parameters = data.get("parameters", {})
