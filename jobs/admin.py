@@ -85,13 +85,26 @@ class CreatedFilter(admin.SimpleListFilter):
         return queryset.filter(created_at__gte=timezone.now() - window[1]) if window else queryset
 
 
+class ReadOnlyAdminMixin:
+    """Rows that the system writes: an admin may look, never add, edit or delete."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 def _pre(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True, default=str)
     return format_html('<pre class="buzzer-pre">{}</pre>', text)
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["short_id", "actor_name", "queue_name", "status_badge", "attempts", "age", "run_time", "owner"]
     list_filter = ["status", ActorFilter, QueueFilter, CreatedFilter]
     search_fields = ["id"]  # handled in get_search_results: job id, object id, error text
@@ -115,15 +128,6 @@ class JobAdmin(admin.ModelAdmin):
     ]  # fmt: skip
 
     # --- permissions ------------------------------------------------------------------
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("jobs.retry_job")
 

@@ -119,9 +119,9 @@ def create_order(request: HttpRequest, api_key: ApiKey) -> JsonResponse:
 def _place(data: dict[str, Any], api_key: ApiKey, record: Any) -> JsonResponse:
     created: dict[str, Any] = {}
 
-    def snapshot(order: Order) -> None:
+    def snapshot(order: Order, items: list[Any], jobs: list[Any]) -> None:
         # The response is the order as committed, so that a replay returns the same body.
-        created["body"] = order_document(order)
+        created["body"] = order_document(order, items, jobs)
         if record is not None:
             idempotency.finish(record, 201, created["body"])
 

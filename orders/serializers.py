@@ -1,10 +1,12 @@
+from collections.abc import Iterable
 from typing import Any
 
+from jobs.models import Job
 from jobs.services import jobs_for
-from orders.models import Order
+from orders.models import Order, OrderItem
 
 
-def job_states(order: Order) -> list[dict[str, Any]]:
+def job_states(order: Order, jobs: Iterable[Job] | None = None) -> list[dict[str, Any]]:
     return [
         {
             "id": str(job.id),
@@ -13,11 +15,15 @@ def job_states(order: Order) -> list[dict[str, Any]]:
             "status": job.status,
             "attempts": job.attempts,
         }
-        for job in jobs_for(order)
+        for job in (jobs_for(order) if jobs is None else jobs)
     ]
 
 
-def order_document(order: Order) -> dict[str, Any]:
+def order_document(
+    order: Order, items: Iterable[OrderItem] | None = None, jobs: Iterable[Job] | None = None
+) -> dict[str, Any]:
+    """The order as the API shows it; `items` and `jobs` save their queries when the
+    caller has them already (the request that just wrote them)."""
     return {
         "id": str(order.id),
         "email": order.email,
@@ -33,7 +39,7 @@ def order_document(order: Order) -> dict[str, Any]:
                 "unit_price": str(item.unit_price),
                 "line_total": str(item.line_total),
             }
-            for item in order.items.all()
+            for item in (order.items.all() if items is None else items)
         ],
-        "jobs": job_states(order),
+        "jobs": job_states(order, jobs),
     }

@@ -21,6 +21,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 import jobs
+from jobs.models import Job
 from orders.errors import OrderError
 from orders.models import ApiKey, DailySales, DemoSwitch, Order, OrderItem, Product
 from orders.payments import get_gateway
@@ -90,7 +91,7 @@ def place_order(
     card: Any,
     priority: Any = Order.Priority.STANDARD,
     api_key: ApiKey | None = None,
-    on_created: Callable[[Order], None] | None = None,
+    on_created: Callable[[Order, list[OrderItem], list[Job]], None] | None = None,
 ) -> Order:
     """Validate, price, charge and save an order, and publish `order.placed`.
 
@@ -120,7 +121,7 @@ def place_order(
         with transaction.atomic():
             order.payment_reference = charge.reference
             order.save(force_insert=True)
-            OrderItem.objects.bulk_create(
+            items = OrderItem.objects.bulk_create(
                 OrderItem(
                     order=order,
                     product=products[line.sku],
@@ -132,9 +133,9 @@ def place_order(
                 for line in lines
             )
             queue = settings.BUZZER_PREMIUM_QUEUE if priority == Order.Priority.PREMIUM else None
-            jobs.publish("order.placed", obj=order, queue=queue, order_id=str(order.id))
+            written = jobs.publish("order.placed", obj=order, queue=queue, order_id=str(order.id))
             if on_created is not None:
-                on_created(order)
+                on_created(order, items, written)
     except BaseException:
         gateway.refund(charge)
         raise

@@ -1,14 +1,12 @@
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 from django.utils.html import format_html
 
+from jobs.admin import ReadOnlyAdminMixin
 from reports.models import Report
 
 
 @admin.register(Report)
-class ReportAdmin(admin.ModelAdmin):
+class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: reports are made by their owners' requests and by the workers."""
 
     list_display = ["short_id", "kind", "requested_by", "status_badge", "progress", "row_count", "created_at"]
@@ -30,12 +28,3 @@ class ReportAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, report: Report) -> str:
         return format_html('<span class="buzzer-status buzzer-status-{}">{}</span>', report.status, report.status)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

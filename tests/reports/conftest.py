@@ -6,6 +6,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from reports import services
+from tests.support.reports import new_report
+
 
 @pytest.fixture(autouse=True)
 def media_root(settings: Any, tmp_path: Path) -> Iterator[Path]:
@@ -44,3 +47,12 @@ def staff_user(db: None) -> Any:
 def user_client(client: Client, user: Any) -> Client:
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def finished(user, products):
+    """A low-stock report of `user`, generated."""
+    report = new_report(user, "low_stock", threshold=100)
+    services.generate_report(str(report.id), max_attempts=1)
+    report.refresh_from_db()
+    return report

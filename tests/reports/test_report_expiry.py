@@ -8,17 +8,8 @@ from django.utils import timezone
 
 from reports import services, tasks
 from reports.models import Report
-from tests.support.reports import new_report
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def finished(user, products):
-    report = new_report(user, "low_stock", threshold=100)
-    services.generate_report(str(report.id), max_attempts=1)
-    report.refresh_from_db()
-    return report
 
 
 def age(report, days):

@@ -7,21 +7,12 @@ import pytest
 from django.test import Client
 
 from jobs.models import Job
-from reports import services
 from reports.models import Report
 from tests.support.reports import csv_rows, new_report
 
 pytestmark = pytest.mark.django_db
 
 SALES = {"kind": "sales", "start": "2026-11-01", "end": "2026-11-30"}
-
-
-@pytest.fixture
-def finished(user, products):
-    report = new_report(user, "low_stock", threshold=100)
-    services.generate_report(str(report.id), max_attempts=1)
-    report.refresh_from_db()
-    return report
 
 
 def test_pages_need_a_login(client):
