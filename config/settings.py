@@ -185,6 +185,9 @@ DRAMATIQ_BROKER = {
 if not env.bool("BUZZER_JOB_TRACKING", default=True):
     DRAMATIQ_BROKER["MIDDLEWARE"].remove("jobs.middleware.JobTracking")
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+# Messages are JSON, never pickle: a message from Redis is data, never code to run
+# (django-dramatiq's default, stated here; tests/test_access_control.py holds it).
+DRAMATIQ_ENCODER = "dramatiq.encoder.JSONEncoder"
 
 # --- Buzzer ---------------------------------------------------------------------------
 BUZZER_QUEUES = env.list("BUZZER_QUEUES", default=["default", "premium"])
@@ -209,6 +212,11 @@ BUZZER_CLAIM_TTL_SECONDS = env.int("BUZZER_CLAIM_TTL_SECONDS", default=86_400)
 BUZZER_HEARTBEAT_SECONDS = env.float("BUZZER_HEARTBEAT_SECONDS", default=5.0)
 BUZZER_WORKER_DEAD_AFTER_SECONDS = env.float("BUZZER_WORKER_DEAD_AFTER_SECONDS", default=20.0)
 BUZZER_RECOVERY_INTERVAL_SECONDS = env.float("BUZZER_RECOVERY_INTERVAL_SECONDS", default=5.0)
+# A job waiting or running for this long whose message Redis no longer has anywhere (lost
+# in a Redis crash, or acked by a worker that died before writing its row) is re-sent;
+# Redis is searched for such jobs this often, and at once after a worker died.
+BUZZER_LOST_AFTER_SECONDS = env.float("BUZZER_LOST_AFTER_SECONDS", default=30.0)
+BUZZER_LOST_SCAN_SECONDS = env.float("BUZZER_LOST_SCAN_SECONDS", default=30.0)
 # One active scheduler: the lease lasts this long without renewal (a standby takes over
 # within it); schedule rows edited in the admin apply within BUZZER_SCHEDULE_SYNC_SECONDS.
 BUZZER_SCHEDULER_LEASE_SECONDS = env.float("BUZZER_SCHEDULER_LEASE_SECONDS", default=5.0)

@@ -3,6 +3,9 @@ from django.urls import include, path
 
 from jobs import views as jobs_views
 
+# JSON for a path under /api/ that matches no route (orders.api.not_found).
+handler404 = "orders.api.not_found"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),

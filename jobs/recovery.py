@@ -12,6 +12,7 @@ it again, and sends it to the dead-letter queue if it keeps killing its workers.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import timedelta
@@ -19,6 +20,7 @@ from typing import Any
 
 import dramatiq
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from jobs.claims import workers_key
@@ -78,17 +80,24 @@ def is_stalled(job: Job, alive: frozenset[str] | None) -> bool:
     return alive is not None and job.status == Job.Status.RUNNING and job.worker not in alive
 
 
+_last_lost_scan = 0.0
+
+
 def recover_stalled(broker: dramatiq.Broker | None = None) -> dict[str, int]:
-    """Requeue dead workers' messages and re-send jobs stranded on them."""
+    """Requeue dead workers' messages, re-send jobs stranded on them, and (every
+    BUZZER_LOST_SCAN_SECONDS, or at once after a worker died) re-send jobs whose message
+    Redis lost."""
+    global _last_lost_scan
     broker = broker or dramatiq.get_broker()
     client = getattr(broker, "client", None)
     if client is None:
-        return {"requeued": 0, "resent": 0}
+        return {"requeued": 0, "resent": 0, "lost": 0}
     namespace = broker.namespace
     requeue = client.register_script(_REQUEUE_SCRIPT)
     requeued_jobs: set[str] = set()
     moved_total = 0
-    for worker in dead_workers(client, namespace):
+    dead = dead_workers(client, namespace)
+    for worker in dead:
         for acks_key in client.scan_iter(f"{namespace}:__acks__.{worker}.*"):
             queue_name = acks_key.decode().removeprefix(f"{namespace}:__acks__.{worker}.")
             moved = requeue(keys=[acks_key, f"{namespace}:{queue_name}", f"{namespace}:{queue_name}.msgs"])
@@ -100,7 +109,59 @@ def recover_stalled(broker: dramatiq.Broker | None = None) -> dict[str, int]:
         client.zrem(f"{namespace}:__heartbeats__", worker)
     resent = _resend_stranded(broker, alive_workers(client, namespace), requeued_jobs)
     _forget_dead_worker_entries(client, namespace)
-    return {"requeued": moved_total, "resent": resent}
+    lost = 0
+    if dead or time.monotonic() - _last_lost_scan >= settings.BUZZER_LOST_SCAN_SECONDS:
+        lost = resend_lost(broker)
+        _last_lost_scan = time.monotonic()
+    return {"requeued": moved_total, "resent": resent, "lost": lost}
+
+
+def messages_in_redis(client: Any, namespace: str, queue_names: set[str]) -> set[str]:
+    """The job ids of every message Redis holds for these queues: waiting, delayed, or
+    fetched by a worker and not yet acknowledged (all of them keep their payload in the
+    queue's hash until the ack)."""
+    found: set[str] = set()
+    for queue_name in queue_names:
+        for key in (f"{namespace}:{queue_name}.msgs", f"{namespace}:{queue_name}.DQ.msgs"):
+            for _redis_id, payload in client.hscan_iter(key, count=1000):
+                try:
+                    found.add(json.loads(payload)["message_id"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # an undecodable payload names no job
+    return found
+
+
+def resend_lost(broker: dramatiq.Broker) -> int:
+    """Re-send jobs that have waited or run for BUZZER_LOST_AFTER_SECONDS while Redis
+    holds no message for them anywhere: the message went with a Redis crash (AOF keeps
+    up to a second less than was written), or a worker acknowledged it and died before
+    its batch writer recorded the outcome. A re-send of a job that did run is harmless:
+    its claim skips it, or it finds its effects already done."""
+    cutoff = timezone.now() - timedelta(seconds=settings.BUZZER_LOST_AFTER_SECONDS)
+    waiting = (Job.Status.ENQUEUED, Job.Status.RETRYING, Job.Status.RUNNING)
+    candidates = Job.objects.filter(status__in=waiting, enqueued_at__lt=cutoff).filter(
+        Q(started_at__isnull=True) | Q(started_at__lt=cutoff)
+    )
+    queue_names = set(candidates.values_list("queue_name", flat=True).distinct())
+    if not queue_names:
+        return 0
+    client = broker.client
+    present = messages_in_redis(client, broker.namespace, queue_names)
+    count = 0
+    for job in candidates.iterator(chunk_size=500):
+        if str(job.id) in present:
+            continue
+        message = build_message(job)
+        # The lost message was the next attempt of a retrying job, the current one otherwise.
+        message.options["retries"] = job.attempts if job.status == Job.Status.RETRYING else max(job.attempts - 1, 0)
+        broker.enqueue(message)
+        Job.objects.filter(pk=job.pk, status=job.status, attempts=job.attempts).update(
+            status=Job.Status.ENQUEUED, enqueued_at=timezone.now()
+        )
+        count += 1
+    if count:
+        logger.warning("Re-sent %d jobs whose message Redis no longer had", count)
+    return count
 
 
 def _resend_stranded(broker: dramatiq.Broker, alive: set[str], requeued: set[str]) -> int:

@@ -109,3 +109,12 @@ def operator(db: None) -> Any:
 def viewer(db: None) -> Any:
     """Staff who may only look at jobs."""
     return _staff("viewer", "view_job")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.support.figures import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("fault suite figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

@@ -1,5 +1,6 @@
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 
 from jobs.models import Job
 from orders.models import Order, Product
@@ -58,7 +59,9 @@ def test_another_browser_cannot_see_the_order(client, products):
 def test_staff_can_see_any_order(client, products):
     location = checkout(client)["Location"]
     client.cookies.clear()
-    client.force_login(get_user_model().objects.create_user("op", is_staff=True))
+    staff = get_user_model().objects.create_user("op", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_order", content_type__app_label="orders"))
+    client.force_login(staff)
 
     assert client.get(location).status_code == 200
 

@@ -1,6 +1,7 @@
 """An email backend for tests with worker processes: every sent message is counted in
 the suite's Redis database, and failures can be injected."""
 
+import hashlib
 import json
 import os
 import signal
@@ -15,11 +16,15 @@ from django.core.mail.backends.base import BaseEmailBackend
 SENT_KEY = "test:emails"
 FAIL_KEY = "test:email-failures"
 DELAY_KEY = "test:email-delay-once"
+EVERY_DELAY_KEY = "test:email-delay-every"
 KILL_KEY = "test:email-kills-worker"
+# The ledger may live in another Redis than the broker's, so that a test can kill the
+# broker's Redis without losing its count of what was sent.
+LEDGER_URL_ENV = "BUZZER_TEST_LEDGER_URL"
 
 
 def client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
+    return redis.Redis.from_url(os.environ.get(LEDGER_URL_ENV) or settings.REDIS_URL)
 
 
 class RedisLedgerBackend(BaseEmailBackend):
@@ -28,16 +33,27 @@ class RedisLedgerBackend(BaseEmailBackend):
         if r.get(KILL_KEY):  # a poison message: the worker process dies mid-job, every time
             r.incr(f"{KILL_KEY}:deaths")
             os.kill(os.getpid(), signal.SIGKILL)
+        started = time.time()
         delay = r.getdel(DELAY_KEY)
         if delay:  # the first send after delay_next() hangs, like a stuck SMTP server
             time.sleep(float(delay))
+        every = r.get(EVERY_DELAY_KEY)
+        if every:  # a slow SMTP server: every send takes this long
+            time.sleep(float(every))
         if r.decr(FAIL_KEY) >= 0:
             raise smtplib.SMTPServerDisconnected("injected failure")
         for message in email_messages:
             r.rpush(
                 SENT_KEY,
                 json.dumps(
-                    {"to": message.to, "subject": message.subject, "id": message.extra_headers.get("Message-ID")}
+                    {
+                        "to": message.to,
+                        "subject": message.subject,
+                        "id": message.extra_headers.get("Message-ID"),
+                        "pid": os.getpid(),
+                        "started": started,
+                        "finished": time.time(),
+                    }
                 ),
             )
         return len(email_messages)
@@ -53,6 +69,20 @@ def fail_next(count: int) -> None:
 
 def delay_next(seconds: float) -> None:
     client().set(DELAY_KEY, seconds)
+
+
+def delay_every(seconds: float) -> None:
+    client().set(EVERY_DELAY_KEY, seconds)
+
+
+def confirmation_id(order_id: object) -> str:
+    """The Message-ID of an order's confirmation (orders.services.send_confirmation)."""
+    key = f"email:order-confirmation:{order_id}"
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@buzzer>"
+
+
+def reset() -> None:
+    client().delete(SENT_KEY, FAIL_KEY, DELAY_KEY, EVERY_DELAY_KEY, KILL_KEY, f"{KILL_KEY}:deaths")
 
 
 def kill_workers_on_send(on: bool = True) -> None:

@@ -48,11 +48,42 @@ def worker_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def child_pids(pid: int) -> list[int]:
+    """Direct children of a process (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    result: list[int] = []
+    for child in child_pids(pid):
+        result += [child, *descendants(child)]
+    return result
+
+
 class WorkerProcess:
+    """`manage.py rundramatiq`, or `manage.py runworkers` (the same under a supervisor
+    that restarts it) with `supervised=True`."""
+
     def __init__(
-        self, processes: int = 2, threads: int = 4, log: Path | None = None, wait_ready: bool = True, **env: str
+        self,
+        processes: int = 2,
+        threads: int = 4,
+        log: Path | None = None,
+        wait_ready: bool = True,
+        supervised: bool = False,
+        redis_url: str | None = None,
+        **env: str,
     ) -> None:
         self.processes = processes
+        self.redis_url = redis_url or settings.REDIS_URL
+        if redis_url:
+            env.setdefault("REDIS_URL", redis_url)
         self.log_path = log or ROOT / "var" / f"test-worker-{os.getpid()}-{time.monotonic_ns()}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
@@ -61,7 +92,7 @@ class WorkerProcess:
             [
                 sys.executable,
                 "manage.py",
-                "rundramatiq",
+                "runworkers" if supervised else "rundramatiq",
                 "--processes",
                 str(processes),
                 "--threads",
@@ -80,7 +111,7 @@ class WorkerProcess:
 
     def _wait_ready(self, started_ms: float, timeout: float = 60) -> None:
         """Ready once every worker process has sent a heartbeat through the broker."""
-        client = redis.Redis.from_url(settings.REDIS_URL)
+        client = redis.Redis.from_url(self.redis_url)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -90,6 +121,10 @@ class WorkerProcess:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"worker not ready after {timeout}s: {self.output()}")
+
+    def worker_pids(self) -> list[int]:
+        """The processes that run jobs: the leaves under rundramatiq (and its supervisor)."""
+        return [pid for pid in descendants(self.proc.pid) if not child_pids(pid)]
 
     def output(self) -> str:
         self._log.flush()
@@ -108,14 +143,15 @@ class WorkerProcess:
 
 
 @contextmanager
-def scheduler_process(**env: str) -> Iterator[subprocess.Popen]:
+def scheduler_process(log: Path | None = None, **env: str) -> Iterator[subprocess.Popen]:
     """A real `manage.py runscheduler` against the suite's Redis and database."""
+    out = log.open("wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "runscheduler"],
         cwd=ROOT,
         env=worker_env(**env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
     )
     try:
         yield proc

@@ -1,0 +1,158 @@
+"""The fault-injection suite: each test gets its own Redis server on a private port (so
+that it may kill it), real gunicorn / rundramatiq / runscheduler processes against the
+test database, and a ledger of sent emails kept in the suite's Redis, which survives the
+private one's death."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pytest
+from django.db.models import Sum
+
+from orders.models import DailySales, Order, OrderItem, Product
+from tests.support import email
+from tests.support.brokers import redis_broker
+from tests.support.redis_server import RedisServer
+from tests.support.web import WebProcess
+from tests.support.workers import ROOT, WorkerProcess, scheduler_process
+
+STOCK = 1_000_000
+
+
+class FaultStack:
+    def __init__(self, redis_server: RedisServer, broker: dramatiq.Broker, logs: Path) -> None:
+        self.redis = redis_server
+        self.broker = broker
+        self.logs = logs
+        self._workers: list[WorkerProcess] = []
+        self._webs: list[WebProcess] = []
+        self._schedulers: list[Any] = []
+
+    def workers(self, processes: int = 1, threads: int = 8, supervised: bool = True, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(
+            processes=processes,
+            threads=threads,
+            supervised=supervised,
+            redis_url=self.redis.url(),
+            log=self.logs / f"worker-{len(self._workers)}.log",
+            **env,
+        )
+        self._workers.append(worker)
+        return worker
+
+    def scheduler(self, **env: str) -> subprocess.Popen:
+        context = scheduler_process(
+            log=self.logs / f"scheduler-{len(self._schedulers)}.log", REDIS_URL=self.redis.url(), **env
+        )
+        proc = context.__enter__()
+        self._schedulers.append(context)
+        return proc
+
+    def web(self, **kwargs: Any) -> WebProcess:
+        web = WebProcess(log=self.logs / f"web-{len(self._webs)}.log", REDIS_URL=self.redis.url(), **kwargs)
+        self._webs.append(web)
+        return web
+
+    def close(self) -> None:
+        for web in self._webs:
+            web.stop()
+        for worker in self._workers:
+            worker.stop()
+        for context in self._schedulers:
+            context.__exit__(None, None, None)
+
+
+@pytest.fixture
+def stack(
+    transactional_db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> Iterator[FaultStack]:
+    # The ledger stays in the suite's Redis: the private server may be killed.
+    monkeypatch.setenv(email.LEDGER_URL_ENV, settings.REDIS_URL)
+    email.reset()
+    server = RedisServer(tmp_path / "redis").start()
+    settings.REDIS_URL = server.url()
+    settings.BROKER_URL = f"{server.url()}?socket_connect_timeout=1&socket_timeout=5"
+    logs = ROOT / "var" / "faults" / time.strftime("%H%M%S")
+    logs.mkdir(parents=True, exist_ok=True)
+    with redis_broker(server.url()) as broker:
+        fault_stack = FaultStack(server, broker, logs)
+        try:
+            yield fault_stack
+        finally:
+            fault_stack.close()
+    server.stop()
+    email.reset()
+
+
+@pytest.fixture
+def stocked(transactional_db: None) -> dict[str, Product]:
+    """Products with stock enough for every order a fault test places."""
+    Product.objects.bulk_create(
+        [
+            Product(sku="BUZ-001", name="Buzzer", price=Decimal("24.90"), stock=STOCK),
+            Product(sku="MUG-001", name="Mug", price=Decimal("12.50"), stock=STOCK),
+        ]
+    )
+    return {p.sku: p for p in Product.objects.all()}
+
+
+def order_effects(orders: list[Order] | None = None) -> dict[str, int]:
+    """Count every side effect of the given orders (all orders by default) independently
+    of the jobs' own bookkeeping: emails in the ledger, stock taken, daily sales counted."""
+    orders = list(Order.objects.all()) if orders is None else orders
+    wanted = {email.confirmation_id(order.id) for order in orders}
+    sent_ids = [message["id"] for message in email.sent()]
+    emails = sum(1 for message_id in set(sent_ids) if message_id in wanted)
+    duplicate_emails = len(sent_ids) - len(set(sent_ids))
+    ordered = OrderItem.objects.values("sku").annotate(quantity=Sum("quantity"))
+    stock_taken = {p.sku: STOCK - p.stock for p in Product.objects.all()}
+    stock_expected = {row["sku"]: row["quantity"] for row in ordered}
+    sales = DailySales.objects.aggregate(orders=Sum("orders"))["orders"] or 0
+    return {
+        "orders": len(orders),
+        "emails": emails,
+        "duplicate_emails": duplicate_emails,
+        "stranger_emails": len(set(sent_ids) - wanted),
+        "stock_ok": int(all(stock_taken.get(sku, 0) == quantity for sku, quantity in stock_expected.items())),
+        "stock_taken": sum(stock_taken.values()),
+        "stock_expected": sum(stock_expected.values()),
+        "sales_orders": sales,
+    }
+
+
+def all_effects_once(effects: dict[str, int]) -> bool:
+    return (
+        effects["emails"] == effects["orders"]
+        and effects["duplicate_emails"] == 0
+        and effects["stranger_emails"] == 0
+        and effects["stock_taken"] == effects["stock_expected"]
+        and effects["stock_ok"] == 1
+        and effects["sales_orders"] == effects["orders"]
+    )
+
+
+def job_counts() -> dict[str, int]:
+    from django.db.models import Count
+
+    from jobs.models import Job
+
+    return dict(Job.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+
+
+def wait_for_effects(orders: list[Order], timeout: float) -> dict[str, int]:
+    """Wait until every order has all its effects once; fail with what is missing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        effects = order_effects(orders)
+        if all_effects_once(effects):
+            return effects
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout:.0f}s: effects {effects}, jobs {job_counts()}")
+        time.sleep(0.5)
