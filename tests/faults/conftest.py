@@ -5,6 +5,7 @@ private one's death."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -79,7 +80,7 @@ def stack(
     server = RedisServer(tmp_path / "redis").start()
     settings.REDIS_URL = server.url()
     settings.BROKER_URL = f"{server.url()}?socket_connect_timeout=1&socket_timeout=5"
-    logs = ROOT / "var" / "faults" / time.strftime("%H%M%S")
+    logs = ROOT / "var" / "faults" / f"{time.strftime('%H%M%S')}-{os.getpid()}"
     logs.mkdir(parents=True, exist_ok=True)
     with redis_broker(server.url()) as broker:
         fault_stack = FaultStack(server, broker, logs)
