@@ -164,7 +164,7 @@ BROKER_URL = _with_query(
 BUZZER_BROKER = env.str("BUZZER_BROKER", default="stub" if TESTING else "redis")
 
 DRAMATIQ_BROKER = {
-    "BROKER": "dramatiq.brokers.stub.StubBroker" if BUZZER_BROKER == "stub" else "dramatiq.brokers.redis.RedisBroker",
+    "BROKER": "dramatiq.brokers.stub.StubBroker" if BUZZER_BROKER == "stub" else "jobs.broker.BuzzerRedisBroker",
     "OPTIONS": {} if BUZZER_BROKER == "stub" else {"url": BROKER_URL},
     # Always listed in full: django-dramatiq's defaults name a middleware dramatiq 2
     # no longer has, and a broker without this key would run with no retries at all.

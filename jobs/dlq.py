@@ -48,6 +48,9 @@ def retry(job_id: Any, *, user: Any = None, reason: str = "") -> bool:
     job = Job.objects.filter(pk=job_id, status=Job.Status.DEAD).first()
     if job is None:
         return False
+    if job.actor_name not in dramatiq.get_broker().actors:  # e.g. a quarantined undecodable message
+        logger.warning("Job %s cannot be retried: no actor %r here; discard it instead", job.id, job.actor_name)
+        return False
     options = dict(job.options)
     options["buzzer_generation"] = options.get("buzzer_generation", 0) + 1
     with transaction.atomic():
@@ -80,6 +83,9 @@ def discard(job_id: Any, *, user: Any = None, reason: str) -> bool:
     """Take a dead job out of the dead-letter queue for good, keeping the reason."""
     job = Job.objects.filter(pk=job_id, status=Job.Status.DEAD).first()
     if job is None:
+        return False
+    if job.actor_name not in dramatiq.get_broker().actors:  # e.g. a quarantined undecodable message
+        logger.warning("Job %s cannot be retried: no actor %r here; discard it instead", job.id, job.actor_name)
         return False
     with transaction.atomic():
         if not Job.objects.filter(pk=job.pk, status=Job.Status.DEAD).update(

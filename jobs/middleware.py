@@ -50,6 +50,46 @@ def describe(exception: BaseException) -> tuple[str, str]:
     return error, tb
 
 
+class Isolation:
+    """A readers-writer lock per worker process. Every job runs holding it shared; a job
+    whose worker died while running it holds it alone, once the jobs running beside it
+    have finished. When a worker dies, every job it was running is taken over elsewhere
+    and counted as a crash, but only one of them (if any) was the cause: running the
+    suspects alone makes sure an innocent neighbour of a poison job is never counted
+    twice, so only the job that really kills its worker reaches the dead-letter queue."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0
+        self._held = threading.local()
+
+    def acquire(self, alone: bool) -> None:
+        with self._cond:
+            if alone:
+                self._waiting += 1
+                self._cond.wait_for(lambda: not self._exclusive and self._shared == 0)
+                self._waiting -= 1
+                self._exclusive = True
+            else:
+                self._cond.wait_for(lambda: not self._exclusive and self._waiting == 0)
+                self._shared += 1
+        self._held.mode = "alone" if alone else "shared"
+
+    def release(self) -> None:
+        mode = getattr(self._held, "mode", None)
+        if mode is None:
+            return
+        self._held.mode = None
+        with self._cond:
+            if mode == "alone":
+                self._exclusive = False
+            else:
+                self._shared -= 1
+            self._cond.notify_all()
+
+
 class JobTracking(Middleware):
     """Keeps the `jobs.Job` row of every message true.
 
@@ -65,6 +105,7 @@ class JobTracking(Middleware):
         self._claims: Any = None
         self._heartbeat: Any = None
         self._lock = threading.Lock()
+        self._isolation = Isolation()
 
     def _tools(self, broker: dramatiq.Broker) -> tuple[Any, Any]:
         if self._writer is None:
@@ -104,11 +145,16 @@ class JobTracking(Middleware):
             self._dead(message, job_id, attempt, worker, "The message exceeded its age limit.")
             return
         key = job_key(str(job_id), message.options.get("buzzer_generation", 0))
+        # Wait for the lock before claiming: a job waiting here holds no claim, so it is
+        # never blamed for a death caused by the job running alone.
+        self._isolation.acquire(alone=False)
         outcome = claims.claim(key, attempt, worker)
         if outcome is False:
             raise SkipMessage(f"job {job_id} attempt {attempt} is already running or done")
         if isinstance(outcome, str):  # redelivered after the worker that held it died
             dead_worker = outcome.removeprefix("dead:")
+            self._isolation.release()
+            self._isolation.acquire(alone=True)  # the claim is taken over only once alone
             crashes = 0 if _finished(job_id) else claims.take_over(key, attempt, dead_worker, worker)
             if not crashes:
                 raise SkipMessage(f"job {job_id} is finished or was taken over")
@@ -117,7 +163,9 @@ class JobTracking(Middleware):
                 self._dead(message, job_id, attempt, worker, error)
                 _record_action(job_id, "crash_loop", error)
                 raise SkipMessage(f"job {job_id} keeps killing its worker")
-            logger.warning("Job %s: worker %s died during attempt %d; running it again", job_id, dead_worker, attempt)
+            logger.warning(
+                "Job %s: worker %s died during attempt %d; running it again, alone", job_id, dead_worker, attempt
+            )
             _record_action(job_id, "recover", f"Worker {dead_worker} died during attempt {attempt}; run again.")
         message._buzzer_attempt = attempt
         message._buzzer_started = timezone.now()
@@ -167,6 +215,7 @@ class JobTracking(Middleware):
 
         from jobs.writer import Finished
 
+        self._isolation.release()
         attempt = getattr(message, "_buzzer_attempt", None)
         if attempt is None:
             return
@@ -193,6 +242,9 @@ class JobTracking(Middleware):
                 job_id, attempt, status, timezone.now(), error=error, traceback=tb, broker_message_id=rid, **common
             )
         )
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        self._isolation.release()
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         with self._lock:

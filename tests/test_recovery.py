@@ -30,7 +30,7 @@ def test_unacknowledged_messages_of_a_dead_worker_go_back_to_their_queue(real_br
 
     result = recovery.recover_stalled(real_broker)
 
-    assert result == {"requeued": 1, "resent": 0}
+    assert result == {"requeued": 1, "resent": 0, "lost": 0}
     assert client.lrange(f"{ns}:default", 0, -1) == [message_id]
     assert not client.exists(f"{ns}:__acks__.w-dead.default")
     assert client.zscore(f"{ns}:__heartbeats__", "w-dead") is None
@@ -42,7 +42,7 @@ def test_live_workers_are_left_alone(real_broker):
     client.hset(f"{ns}:default.msgs", "m1", "payload")
     beat(real_broker, "w-live")
 
-    assert recovery.recover_stalled(real_broker) == {"requeued": 0, "resent": 0}
+    assert recovery.recover_stalled(real_broker) == {"requeued": 0, "resent": 0, "lost": 0}
     assert client.smembers(f"{ns}:__acks__.w-live.default") == {b"m1"}
 
 

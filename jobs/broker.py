@@ -1,0 +1,89 @@
+"""Buzzer's Redis broker: Dramatiq's, with undecodable messages quarantined.
+
+Dramatiq's Redis consumer fetches a batch of messages and decodes them one at a time. A
+payload that does not decode (written by hand, by another program, or cut short) raises
+out of the consumer: Dramatiq logs "unexpected error", drops the rest of the batch from
+memory and starts a new consumer — while the whole batch stays fetched in Redis under
+this worker, so its neighbours wait there until the worker dies, and then the same
+payload breaks the next worker. This consumer moves such a payload to Dramatiq's
+dead-letter set instead (Redis keeps it, as for any dead message), records it as a dead
+job for the operator (jobs admin, dead letters: it can be discarded, not retried), and
+goes on with the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import DecodeError
+
+logger = logging.getLogger(__name__)
+
+UNDECODABLE_ACTOR = "(undecodable message)"
+
+
+class QuarantiningConsumer(_RedisConsumer):
+    def __next__(self) -> Any:
+        while True:
+            try:
+                return super().__next__()
+            except DecodeError as error:
+                self._quarantine(error.data, error)
+
+    def _quarantine(self, data: bytes, error: Exception) -> None:
+        redis_id = self._find_redis_id(data)
+        if redis_id is None:
+            logger.error("Undecodable message on %s not found among this worker's fetched messages", self.queue_name)
+            return
+        self.broker.do_nack(self.queue_name, redis_id)  # to the dead-letter set, as Dramatiq does for dead ones
+        logger.error("Quarantined undecodable message %s on %s: %s", redis_id, self.queue_name, error)
+        try:
+            record_undecodable(self.queue_name.removesuffix(".DQ"), redis_id, data, error)
+        except Exception:
+            logger.exception("Could not record the undecodable message %s as a dead job", redis_id)
+
+    def _find_redis_id(self, data: bytes) -> str | None:
+        """Which of the messages this worker fetched on this queue is `data`."""
+        namespace = self.broker.namespace
+        client = self.broker.client
+        acks = f"{namespace}:__acks__.{self.broker.broker_id}.{self.queue_name}"
+        ids = list(client.smembers(acks))
+        if not ids:
+            return None
+        payloads = client.hmget(f"{namespace}:{self.queue_name}.msgs", ids)
+        for redis_id, payload in zip(ids, payloads, strict=True):
+            if payload == data:
+                return redis_id.decode()
+        return None
+
+
+class BuzzerRedisBroker(RedisBroker):
+    @property
+    def consumer_class(self) -> type[_RedisConsumer]:
+        return QuarantiningConsumer
+
+
+def record_undecodable(queue_name: str, redis_id: str, data: bytes, error: Exception) -> None:
+    from django.db import close_old_connections
+    from django.utils import timezone
+
+    from jobs.models import Job
+
+    close_old_connections()  # the consumer thread is no worker thread: mind its connection
+    now = timezone.now()
+    Job.objects.create(
+        id=uuid.uuid4(),
+        actor_name=UNDECODABLE_ACTOR,
+        queue_name=queue_name,
+        kwargs={"payload": data[:2000].decode(errors="replace")},
+        status=Job.Status.DEAD,
+        attempts=1,
+        last_error=f"The message could not be decoded and was quarantined: {error}"[:2000],
+        broker_message_id=redis_id,
+        created_at=now,
+        enqueued_at=now,
+        finished_at=now,
+    )
