@@ -61,6 +61,19 @@ class FaultStack:
         self._webs.append(web)
         return web
 
+    def broker_id_of(self, pid: int) -> str:
+        """The Dramatiq broker id of a worker process, from the beats it writes."""
+        from tests.support.waiting import wait_until
+
+        def lookup() -> str | None:
+            for entry in self.redis.client().zrange("dramatiq:buzzer:workers", 0, -1):
+                broker_id, _host, entry_pid = entry.decode().split("|")
+                if int(entry_pid) == pid:
+                    return broker_id
+            return None
+
+        return wait_until(lookup, timeout=30, what=f"the heartbeat of worker pid {pid}")
+
     def close(self) -> None:
         for web in self._webs:
             web.stop()

@@ -31,19 +31,6 @@ def place_orders(count: int) -> list[Order]:
     ]
 
 
-def broker_id_of(stack: FaultStack, pid: int) -> str:
-    """The Dramatiq broker id of a worker process, from the beats it writes."""
-
-    def lookup() -> str | None:
-        for entry in stack.redis.client().zrange("dramatiq:buzzer:workers", 0, -1):
-            broker_id, _host, entry_pid = entry.decode().split("|")
-            if int(entry_pid) == pid:
-                return broker_id
-        return None
-
-    return wait_until(lookup, timeout=30, what=f"the heartbeat of worker pid {pid}")
-
-
 def test_sigkill_of_a_busy_worker_loses_nothing_and_doubles_nothing(stack: FaultStack, stocked: dict) -> None:
     orders = place_orders(ORDERS)
     assert Job.objects.filter(status=Job.Status.ENQUEUED).count() == 3 * ORDERS
@@ -59,7 +46,7 @@ def test_sigkill_of_a_busy_worker_loses_nothing_and_doubles_nothing(stack: Fault
         what="100 jobs running",
     )
     victim_pid = victim.worker_pids()[0]
-    victim_id = broker_id_of(stack, victim_pid)
+    victim_id = stack.broker_id_of(victim_pid)
     running = Job.objects.filter(status=Job.Status.RUNNING).count()
     running_on_victim = Job.objects.filter(status=Job.Status.RUNNING, worker=victim_id).count()
     os.kill(victim_pid, signal.SIGKILL)
