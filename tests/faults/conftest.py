@@ -57,6 +57,10 @@ class FaultStack:
         return proc
 
     def web(self, **kwargs: Any) -> WebProcess:
+        from django.conf import settings
+
+        # The test process's key, so that sessions it logs in are valid there.
+        kwargs.setdefault("SECRET_KEY", settings.SECRET_KEY)
         web = WebProcess(log=self.logs / f"web-{len(self._webs)}.log", REDIS_URL=self.redis.url(), **kwargs)
         self._webs.append(web)
         return web

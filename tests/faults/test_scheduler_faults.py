@@ -193,7 +193,7 @@ def test_a_scheduler_back_after_10_minutes_runs_each_missed_schedule_once(stack:
         catch_up_fire = next(t for t, job in after.items() if job.pk == catch_up.pk)
         runs_for_outage = sorted(t for t in after if t <= catch_up.created_at)
         missed = fire_times_between(schedule, last, catch_up.created_at)
-        assert runs_for_outage == [catch_up_fire], (schedule.name, runs_for_outage)
+        assert runs_for_outage == [catch_up_fire], (schedule.name, catch_up_fire, catch_up.created_at, sorted((t.time(), j.created_at.time()) for t, j in after.items()))
         # It stands for the latest missed fire time, and regular fires follow it.
         assert catch_up_fire == min(after), (schedule.name, catch_up_fire, min(after))
         assert fire_times_between(schedule, catch_up_fire, catch_up.created_at) <= 1  # (a second may tick over)

@@ -48,6 +48,13 @@ class WebProcess:
         env.setdefault("SECRET_KEY", "fault-suite-secret-key-" + "x" * 40)
         env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
         env.setdefault("SECURE_SSL_REDIRECT", "0")
+        # DEBUG off serves the hashed files of the manifest, as production does: collect them first.
+        subprocess.run(
+            [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=worker_env(**env),
+            check=True,
+        )
         self.proc = subprocess.Popen(
             command,
             cwd=ROOT,
