@@ -1,4 +1,5 @@
-"""Buzzer's Redis broker: Dramatiq's, with undecodable messages quarantined.
+"""Buzzer's Redis broker: Dramatiq's, with undecodable messages quarantined and nothing
+stranded by a lost connection.
 
 Dramatiq's Redis consumer fetches a batch of messages and decodes them one at a time. A
 payload that does not decode (written by hand, by another program, or cut short) raises
@@ -9,6 +10,13 @@ payload breaks the next worker. This consumer moves such a payload to Dramatiq's
 dead-letter set instead (Redis keeps it, as for any dead message), records it as a dead
 job for the operator (jobs admin, dead letters: it can be discarded, not retried), and
 goes on with the batch.
+
+When the connection to Redis breaks (Redis restarted, a network cut), Dramatiq's consumer
+thread starts a new consumer and forgets the messages it had fetched but not yet handed
+to a worker thread. They stay fetched in Redis under this worker, which is alive and
+beating, so nothing would ever put them back. The new consumer first puts back every
+message this worker had fetched on its queue. Those a worker thread still holds get a
+second delivery, which the job's claim skips (or which finds its effects done).
 """
 
 from __future__ import annotations
@@ -17,16 +25,40 @@ import logging
 import uuid
 from typing import Any
 
+import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.errors import DecodeError
+from dramatiq.errors import ConnectionClosed, DecodeError
 
 logger = logging.getLogger(__name__)
 
 UNDECODABLE_ACTOR = "(undecodable message)"
 
 
-class QuarantiningConsumer(_RedisConsumer):
+REQUEUE_CHUNK = 1000
+
+
+class BuzzerConsumer(_RedisConsumer):
+    def __init__(self, broker: Any, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        made = broker.consumers_made
+        self._put_back_fetched = made.get(queue_name, 0) > 0  # a restart, not the first consumer
+        made[queue_name] = made.get(queue_name, 0) + 1
+
+    def _requeue_fetched(self) -> None:
+        acks = f"{self.broker.namespace}:__acks__.{self.broker.broker_id}.{self.queue_name}"
+        try:
+            ids = [i.decode() for i in self.broker.client.smembers(acks)]
+            for start in range(0, len(ids), REQUEUE_CHUNK):
+                self.broker.do_requeue(self.queue_name, *ids[start : start + REQUEUE_CHUNK])
+        except redis.ConnectionError as error:
+            raise ConnectionClosed(error) from None
+        if ids:
+            logger.warning("Consumer of %s restarted: put back %d fetched messages", self.queue_name, len(ids))
+
     def __next__(self) -> Any:
+        if self._put_back_fetched:
+            self._requeue_fetched()
+            self._put_back_fetched = False
         while True:
             try:
                 return super().__next__()
@@ -61,9 +93,13 @@ class QuarantiningConsumer(_RedisConsumer):
 
 
 class BuzzerRedisBroker(RedisBroker):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.consumers_made: dict[str, int] = {}
+
     @property
     def consumer_class(self) -> type[_RedisConsumer]:
-        return QuarantiningConsumer
+        return BuzzerConsumer
 
 
 def record_undecodable(queue_name: str, redis_id: str, data: bytes, error: Exception) -> None:

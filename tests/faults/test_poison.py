@@ -58,7 +58,11 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_and_its_neighbours_complet
     assert "died 2 times" in poison_job.last_error
     assert JobAction.objects.filter(job=poison_job, kind="crash_loop").count() == 1
     # The poison order's other jobs (stock, sales) ran; its email never went out.
-    assert Job.objects.filter(object_id=str(poison.pk), status="succeeded").count() == 2
+    wait_until(
+        lambda: Job.objects.filter(object_id=str(poison.pk), status="succeeded").count() == 2,
+        timeout=90,
+        what="the poison order's stock and sales jobs succeeded",
+    )
     assert email.confirmation_id(poison.pk) not in {m["id"] for m in email.sent()}
     neighbour_jobs = Job.objects.exclude(object_id=str(poison.pk))
     assert neighbour_jobs.count() == 999
