@@ -12,7 +12,7 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3 python3.13; 
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] < (3,14))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
 
-.PHONY: run test test-fast lint format bench venv dev-deps redis env clean-test
+.PHONY: run test test-faults test-fast lint format bench venv dev-deps redis env clean-test audit
 
 $(VENV)/.installed: requirements.txt
 	@if [ -z "$(PYTHON)" ]; then echo "Buzzer needs Python 3.10 or newer: install python3 (3.10-3.12) and run make again."; exit 1; fi
@@ -51,9 +51,19 @@ test: dev-deps redis
 	@$(PY) scripts/ensure_chromium.py
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# The fault-injection suite alone (it is part of `make test` too).
+test-faults: dev-deps redis
+	$(VENV)/bin/pytest -m faults tests/faults $(PYTEST_ARGS)
+
 lint: dev-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Known vulnerabilities in requirements.txt (pip-audit; reviewed exceptions in
+# .pip-audit-ignore). Says loudly when no vulnerability service answers; set
+# BUZZER_AUDIT_STRICT=1 to fail then. Static checks are ruff's S (bandit) rules in `lint`.
+audit: dev-deps
+	$(PY) scripts/audit.py
 
 format: dev-deps
 	$(VENV)/bin/ruff format .
