@@ -7,8 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from django.views.defaults import page_not_found
 
 from orders import idempotency
 from orders.errors import OrderError
@@ -55,6 +56,7 @@ def api_view(*methods: str) -> Callable[[Callable[..., JsonResponse]], Callable[
 
         wrapped.__name__ = view.__name__
         wrapped.__doc__ = view.__doc__
+        wrapped.api_methods = methods  # type: ignore[attr-defined]  # read by the OpenAPI tests
         return csrf_exempt(wrapped)
 
     return decorate
@@ -78,6 +80,8 @@ def read_json(request: HttpRequest, limit: int = MAX_BODY_BYTES) -> tuple[Any, J
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None, error(400, "malformed_json", "The body is not valid JSON.")
+    except RecursionError:  # `[[[[…` nested deeper than the parser goes fits in a small body
+        return None, error(400, "malformed_json", "The body is nested too deeply.")
     if not isinstance(data, dict):
         return None, error(400, "malformed_json", "The body must be a JSON object.")
     return data, None
@@ -91,7 +95,7 @@ def create_order(request: HttpRequest, api_key: ApiKey) -> JsonResponse:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return _place(data, api_key, None)
-    if not key.strip() or len(key) > idempotency.MAX_KEY_LENGTH:
+    if not key.strip() or len(key) > idempotency.MAX_KEY_LENGTH or "\x00" in key:
         return error(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters.")
     begun = idempotency.begin(api_key, key, idempotency.fingerprint(data))
     if begun.conflict == "mismatch":
@@ -150,3 +154,11 @@ def order_detail(request: HttpRequest, api_key: ApiKey, order_id: Any) -> JsonRe
     if order is None:
         return error(404, "not_found", "There is no such order.")
     return JsonResponse(order_document(order))
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """`handler404`: under /api/ a JSON error like every other API answer (an id that is
+    not a UUID matches no route), elsewhere Django's page."""
+    if request.path.startswith("/api/"):
+        return error(404, "not_found", "There is no such resource.")
+    return page_not_found(request, exception)

@@ -29,6 +29,9 @@ from orders.payments import get_gateway
 logger = logging.getLogger(__name__)
 
 
+EMAIL_MAX_LENGTH = Order._meta.get_field("email").max_length
+
+
 @dataclass(frozen=True)
 class Line:
     sku: str
@@ -39,6 +42,8 @@ def _clean_email(email: Any) -> str:
     if not isinstance(email, str) or not email.strip():
         raise OrderError("invalid_email", "An email address is required.")
     email = email.strip()
+    if len(email) > EMAIL_MAX_LENGTH:  # the column's size; the validator alone allows 320
+        raise OrderError("invalid_email", f"The email address may be at most {EMAIL_MAX_LENGTH} characters.")
     try:
         validate_email(email)
     except ValidationError:
@@ -56,7 +61,8 @@ def _clean_lines(items: Any) -> list[Line]:
         if not isinstance(item, dict):
             raise OrderError("invalid_items", "Each item must be an object with a sku and a quantity.")
         sku, quantity = item.get("sku"), item.get("quantity", 1)
-        if not isinstance(sku, str) or not sku.strip() or len(sku) > 32:
+        # NUL: PostgreSQL text cannot hold it (the query itself would fail).
+        if not isinstance(sku, str) or not sku.strip() or len(sku) > 32 or "\x00" in sku:
             raise OrderError("invalid_sku", "Each item needs a sku (a short text).")
         if isinstance(quantity, bool) or not isinstance(quantity, int):
             raise OrderError("invalid_quantity", f"The quantity of {sku} must be a whole number.")
@@ -73,7 +79,8 @@ def _clean_card(card: Any) -> str:
     if not isinstance(card, str):
         raise OrderError("invalid_card", "A card number is required.")
     digits = card.replace(" ", "").replace("-", "")
-    if not digits.isdigit() or not 12 <= len(digits) <= 19:
+    # isascii: str.isdigit() is also true for "²" or "١", which no card number contains.
+    if not (digits.isascii() and digits.isdigit()) or not 12 <= len(digits) <= 19:
         raise OrderError("invalid_card", "The card number must be 12 to 19 digits.")
     return digits
 

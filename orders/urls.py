@@ -1,6 +1,6 @@
 from django.urls import path
 
-from orders import api, views
+from orders import api, openapi, views
 
 app_name = "orders"
 
@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.shop, name="shop"),
     path("orders/", views.checkout, name="checkout"),
     path("orders/<uuid:order_id>/", views.order_detail, name="detail"),
+    path("api/openapi.json", openapi.openapi_view, name="api-openapi"),
     path("api/orders/", api.create_order, name="api-create"),
     path("api/orders/<uuid:order_id>/", api.order_detail, name="api-detail"),
 ]

@@ -62,14 +62,15 @@ def checkout(request: HttpRequest) -> HttpResponse:
         )
     except OrderError as exc:
         return _shop(request, status=exc.status, error=exc.message, form=form)
-    # The order page is shown only to the browser session that placed it (and staff).
+    # The order page is shown only to the browser session that placed it (and staff who may view orders).
     request.session[SESSION_ORDERS] = [*request.session.get(SESSION_ORDERS, [])[-49:], str(order.id)]
     return redirect("orders:detail", order_id=order.id)
 
 
 @require_GET
 def order_detail(request: HttpRequest, order_id: Any) -> HttpResponse:
-    allowed = str(order_id) in request.session.get(SESSION_ORDERS, []) or request.user.is_staff
+    # Staff see any order only with the permission to view orders (as in the admin).
+    allowed = str(order_id) in request.session.get(SESSION_ORDERS, []) or request.user.has_perm("orders.view_order")
     order = Order.objects.filter(pk=order_id).first() if allowed else None
     if order is None:
         raise Http404("No such order.")

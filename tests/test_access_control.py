@@ -362,7 +362,7 @@ def test_a_job_message_on_the_queue_is_plain_json(stub_broker: Any, django_captu
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         job = jobs.enqueue("send_confirmation_email", order_id="an-order")
 
-    raw = stub_broker.queues["default"].get_nowait()
+    (raw,) = stub_broker.queues["default"].queue  # looked at, left for the broker's flush
     message = json.loads(raw.decode("utf-8"))
     assert (message["message_id"], message["kwargs"]) == (str(job.id), {"order_id": "an-order"})
 
@@ -375,3 +375,24 @@ def test_a_pickled_message_is_refused_and_never_unpickled() -> None:
         dramatiq.Message.decode(payload)
 
     assert EXECUTED == []
+
+
+# --- A Redis password in REDIS_URL ---------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["redis", "rediss"])
+def test_a_password_in_redis_url_reaches_the_connection(scheme: str) -> None:
+    import redis
+
+    from config.settings import _with_query
+
+    url = _with_query(f"{scheme}://:s3cr%40t@cache.internal:6380/2", socket_connect_timeout=1.0, socket_timeout=5.0)
+    pool = redis.ConnectionPool.from_url(url)
+
+    assert pool.connection_kwargs["password"] == "s3cr@t"
+    assert (pool.connection_kwargs["host"], pool.connection_kwargs["port"], pool.connection_kwargs["db"]) == (
+        "cache.internal",
+        6380,
+        2,
+    )
+    assert (pool.connection_class is redis.SSLConnection) == (scheme == "rediss")

@@ -37,8 +37,12 @@ from tests.support.openapi import check_response
 pytestmark = pytest.mark.django_db
 
 # Bounded for a 2-core machine: the whole file runs in well under a minute.
-SCHEMATHESIS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-BODIES = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+SCHEMATHESIS = settings(
+    max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+)
+BODIES = settings(
+    max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+)
 
 # A body that is valid by the schema can still be refused by the shop's rules: an sku
 # that is not in the catalogue (422), a declined card (402), no stock (409), the report
@@ -232,7 +236,7 @@ def test_any_report_body_is_answered_as_documented_and_a_refusal_creates_nothing
     post("/api/reports/", _encode(body), None)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 @given(path=st.sampled_from(["/api/orders/", "/api/reports/"]), data=RAW_BODIES)
 def test_any_bytes_are_answered_as_documented_and_create_nothing(post: Any, path: str, data: bytes) -> None:
     post(path, data, None)

@@ -9,8 +9,10 @@ import json
 import uuid
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
+import redis
 from django.test import Client
 from openapi_spec_validator import validate
 
@@ -65,6 +67,13 @@ class Exercise:
         code = parsed["error"]["code"] if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict) else ""
         self.seen.add((response.status_code, code))
         response.checked_body = parsed  # a streamed file can be read only once
+        return response
+
+    def with_redis_failing(self, url: str, body: Any = None) -> Any:
+        """The request as it goes when Redis fails under it: config.middleware answers."""
+        with mock.patch("orders.api.authenticate", side_effect=redis.ConnectionError("Connection refused")):
+            response = self(url, body)
+        assert response.status_code == 503 and response["Retry-After"] == "5"
         return response
 
     def assert_everything_documented_was_seen(self) -> None:
@@ -158,6 +167,7 @@ def test_create_order_answers_every_documented_status(
     send(url, order_body(priority="urgent"))
     send(url, order_body(items=[{"sku": "NOPE-1"}]))
     send(url, order_body(email="other@example.com"), **{"Idempotency-Key": "k-1"})
+    send.with_redis_failing(url, order_body())
 
     send.assert_everything_documented_was_seen()
 
@@ -176,6 +186,7 @@ def test_get_order_answers_every_documented_status(
     send(f"/api/orders/{uuid.uuid4()}/")
     send("/api/orders/not-a-uuid/")
     send(f"/api/orders/{order_id}/", method="DELETE")
+    send.with_redis_failing(f"/api/orders/{order_id}/")
 
     send.assert_everything_documented_was_seen()
 
@@ -200,6 +211,7 @@ def test_create_report_answers_every_documented_status(
     send(url, {"kind": "sales", "parameters": {"start": "2026-11-05", "end": "2026-11-01"}})
     limited = send(url, {"kind": "low_stock", "parameters": {"threshold": 30}})
     assert limited.status_code == 429 and int(limited["Retry-After"]) > 0
+    send.with_redis_failing(url, REPORT)
     assert Report.objects.count() == 1
 
     send.assert_everything_documented_was_seen()
@@ -228,6 +240,7 @@ def test_report_reads_answer_every_documented_status(
     send(f"/api/reports/{uuid.uuid4()}/{suffix}")
     send(f"/api/reports/12345/{suffix}")
     send(f"/api/reports/{report_id}/{suffix}", method="POST")
+    send.with_redis_failing(f"/api/reports/{report_id}/{suffix}")
 
     send.assert_everything_documented_was_seen()
 
