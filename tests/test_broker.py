@@ -1,0 +1,92 @@
+"""Buzzer's Redis broker (real Redis, database 15): undecodable messages are quarantined,
+a restarted consumer puts back what its worker had fetched, and jobs taken over after a
+crash run alone."""
+
+import threading
+import time
+
+import dramatiq
+import pytest
+
+from jobs.broker import UNDECODABLE_ACTOR, BuzzerRedisBroker
+from jobs.middleware import Isolation
+from jobs.models import Job
+from tests.support.brokers import redis_broker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def broker(settings):
+    with redis_broker():  # flushes database 15 before and after
+        broker = BuzzerRedisBroker(url=settings.BROKER_URL, middleware=[])
+        broker.declare_queue("default")
+        yield broker
+        broker.close()
+
+
+def message(n: int) -> dramatiq.Message:
+    return dramatiq.Message(queue_name="default", actor_name="update_inventory", args=(), kwargs={"n": n}, options={})
+
+
+def test_an_undecodable_message_is_quarantined_and_its_batch_still_delivered(broker):
+    broker.enqueue(message(1))
+    broker.client.hset("dramatiq:default.msgs", "bad", b"\xff not json")
+    broker.client.rpush("dramatiq:default", "bad")
+    broker.enqueue(message(2))
+
+    consumer = broker.consume("default", prefetch=10, timeout=100)
+    delivered = [next(consumer), next(consumer)]
+
+    assert [m.kwargs["n"] for m in delivered] == [1, 2]
+    assert broker.client.zscore("dramatiq:default.XQ", "bad") is not None
+    assert not broker.client.hexists("dramatiq:default.msgs", "bad")
+    row = Job.objects.get(actor_name=UNDECODABLE_ACTOR)
+    assert row.status == "dead" and row.broker_message_id == "bad"
+
+
+def test_a_restarted_consumer_puts_back_what_its_worker_had_fetched(broker):
+    for n in range(3):
+        broker.enqueue(message(n))
+    first = broker.consume("default", prefetch=3, timeout=100)
+    next(first)  # fetches all three; the other two stay in its memory only
+    acks = f"dramatiq:__acks__.{broker.broker_id}.default"
+    assert broker.client.scard(acks) == 3 and broker.client.llen("dramatiq:default") == 0
+
+    # The connection broke: Dramatiq drops that consumer and makes a new one.
+    second = broker.consume("default", prefetch=3, timeout=100)
+    redelivered = [next(second) for _ in range(3)]
+
+    assert sorted(m.kwargs["n"] for m in redelivered) == [0, 1, 2]
+    assert broker.client.scard(acks) == 3  # fetched again, by the new consumer
+
+
+def test_a_job_running_alone_waits_for_its_neighbours_and_holds_back_new_ones():
+    isolation = Isolation()
+    events: list[str] = []
+    isolation.acquire(alone=False)  # a neighbour is running
+
+    def suspect() -> None:
+        isolation.acquire(alone=True)
+        events.append("suspect runs")
+        time.sleep(0.2)
+        events.append("suspect done")
+        isolation.release()
+
+    def newcomer() -> None:
+        isolation.acquire(alone=False)
+        events.append("newcomer runs")
+        isolation.release()
+
+    first = threading.Thread(target=suspect)
+    first.start()
+    time.sleep(0.1)
+    second = threading.Thread(target=newcomer)
+    second.start()
+    time.sleep(0.1)
+    assert events == []  # the suspect waits for the neighbour; the newcomer waits behind it
+    events.append("neighbour done")
+    isolation.release()
+    first.join(5)
+    second.join(5)
+    assert events == ["neighbour done", "suspect runs", "suspect done", "newcomer runs"]
