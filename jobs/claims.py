@@ -66,6 +66,8 @@ class Claims(Protocol):
 
     def take_over(self, job_key: str, attempt: int, dead_worker: str, worker: str) -> int: ...
 
+    def clear_crashes(self, job_key: str) -> None: ...
+
 
 def job_key(job_id: str, generation: int) -> str:
     return f"{job_id}:{generation}"
@@ -103,6 +105,10 @@ class RedisClaims:
             )
         )
 
+    def clear_crashes(self, job_key: str) -> None:
+        """A taken-over job ran to its end: it did not kill its worker."""
+        self.client.delete(self.crash_prefix + job_key)
+
 
 class MemoryClaims:
     """Claims for the stub broker (one process, no heartbeats: every holder is alive)."""
@@ -127,6 +133,10 @@ class MemoryClaims:
             self._held[job_key] = (attempt, worker)
             self._crashes[job_key] = self._crashes.get(job_key, 0) + 1
             return self._crashes[job_key]
+
+    def clear_crashes(self, job_key: str) -> None:
+        with self._lock:
+            self._crashes.pop(job_key, None)
 
 
 def workers_key(namespace: str) -> str:

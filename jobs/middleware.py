@@ -51,43 +51,28 @@ def describe(exception: BaseException) -> tuple[str, str]:
 
 
 class Isolation:
-    """A readers-writer lock per worker process. Every job runs holding it shared; a job
-    whose worker died while running it holds it alone, once the jobs running beside it
-    have finished. When a worker dies, every job it was running is taken over elsewhere
-    and counted as a crash, but only one of them (if any) was the cause: running the
-    suspects alone makes sure an innocent neighbour of a poison job is never counted
-    twice, so only the job that really kills its worker reaches the dead-letter queue."""
+    """One job at a time per worker process among the suspects: jobs whose worker died
+    while running them. When a worker dies, every job it was running is taken over
+    elsewhere and counted as a crash, though at most one of them was the cause; the next
+    death counts again, and the second count sends a job to the dead-letter queue. If
+    two suspects ran side by side, a poison job would take its innocent neighbour with it
+    twice. Run one suspect at a time, and claim it only once it holds the lock: a suspect
+    waiting here holds no claim and is never blamed. Jobs that never crashed run as
+    usual beside a suspect (a first count does no harm: the poison is dead-lettered at
+    that death's redelivery)."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._shared = 0
-        self._exclusive = False
-        self._waiting = 0
+        self._lock = threading.Lock()
         self._held = threading.local()
 
-    def acquire(self, alone: bool) -> None:
-        with self._cond:
-            if alone:
-                self._waiting += 1
-                self._cond.wait_for(lambda: not self._exclusive and self._shared == 0)
-                self._waiting -= 1
-                self._exclusive = True
-            else:
-                self._cond.wait_for(lambda: not self._exclusive and self._waiting == 0)
-                self._shared += 1
-        self._held.mode = "alone" if alone else "shared"
+    def acquire(self) -> None:
+        self._lock.acquire()
+        self._held.locked = True
 
     def release(self) -> None:
-        mode = getattr(self._held, "mode", None)
-        if mode is None:
-            return
-        self._held.mode = None
-        with self._cond:
-            if mode == "alone":
-                self._exclusive = False
-            else:
-                self._shared -= 1
-            self._cond.notify_all()
+        if getattr(self._held, "locked", False):
+            self._held.locked = False
+            self._lock.release()
 
 
 class JobTracking(Middleware):
@@ -145,16 +130,12 @@ class JobTracking(Middleware):
             self._dead(message, job_id, attempt, worker, "The message exceeded its age limit.")
             return
         key = job_key(str(job_id), message.options.get("buzzer_generation", 0))
-        # Wait for the lock before claiming: a job waiting here holds no claim, so it is
-        # never blamed for a death caused by the job running alone.
-        self._isolation.acquire(alone=False)
         outcome = claims.claim(key, attempt, worker)
         if outcome is False:
             raise SkipMessage(f"job {job_id} attempt {attempt} is already running or done")
         if isinstance(outcome, str):  # redelivered after the worker that held it died
             dead_worker = outcome.removeprefix("dead:")
-            self._isolation.release()
-            self._isolation.acquire(alone=True)  # the claim is taken over only once alone
+            self._isolation.acquire()  # the claim is taken over only once no other suspect runs here
             crashes = 0 if _finished(job_id) else claims.take_over(key, attempt, dead_worker, worker)
             if not crashes:
                 raise SkipMessage(f"job {job_id} is finished or was taken over")
@@ -164,9 +145,13 @@ class JobTracking(Middleware):
                 _record_action(job_id, "crash_loop", error)
                 raise SkipMessage(f"job {job_id} keeps killing its worker")
             logger.warning(
-                "Job %s: worker %s died during attempt %d; running it again, alone", job_id, dead_worker, attempt
+                "Job %s: worker %s died during attempt %d; running it again (one suspect at a time)",
+                job_id,
+                dead_worker,
+                attempt,
             )
             _record_action(job_id, "recover", f"Worker {dead_worker} died during attempt {attempt}; run again.")
+            message._buzzer_suspect = key
         message._buzzer_attempt = attempt
         message._buzzer_started = timezone.now()
         set_current_job(job_id)
@@ -216,6 +201,15 @@ class JobTracking(Middleware):
         from jobs.writer import Finished
 
         self._isolation.release()
+        suspect = getattr(message, "_buzzer_suspect", None)
+        if suspect is not None:
+            # It ran to its end (success or error), so it did not kill its worker: forget
+            # its crash, or a later death that loses this outcome's unwritten row would
+            # count it a second time and dead-letter a job that never crashed anything.
+            try:
+                self._tools(broker)[1].clear_crashes(suspect)
+            except Exception:
+                logger.warning("Could not clear the crash count of job %s", message.message_id, exc_info=True)
         attempt = getattr(message, "_buzzer_attempt", None)
         if attempt is None:
             return

@@ -71,7 +71,20 @@ def next_runs(schedule: Schedule, count: int = 3, now: datetime | None = None) -
 def latest_fire(schedule: Schedule, now: datetime) -> datetime | None:
     """The latest fire time at or before `now` (what a fire at `now` stands for)."""
     trigger = trigger_for(schedule.cron, schedule.timezone)
-    fire = trigger.get_next_fire_time(None, now - LOOKBACK)
+    # Look back 1 s, then 2 s, 4 s … up to LOOKBACK, and walk forward from the first
+    # window that holds a fire time. Walking a whole day forward cost 86,400 trigger
+    # steps (3.5 s of CPU) on every fire of a per-second schedule, so the scheduler fell
+    # seconds behind its fire times; now the walk covers at most twice the distance to
+    # the latest fire time.
+    window = timedelta(seconds=1)
+    while True:
+        window = min(window, LOOKBACK)
+        fire = trigger.get_next_fire_time(None, now - window)
+        if fire is not None and fire <= now:
+            break
+        if window >= LOOKBACK:
+            return None
+        window *= 2
     latest = None
     while fire is not None and fire <= now:
         latest = fire

@@ -61,32 +61,24 @@ def test_a_restarted_consumer_puts_back_what_its_worker_had_fetched(broker):
     assert broker.client.scard(acks) == 3  # fetched again, by the new consumer
 
 
-def test_a_job_running_alone_waits_for_its_neighbours_and_holds_back_new_ones():
+def test_suspects_run_one_at_a_time_in_a_worker_process():
     isolation = Isolation()
     events: list[str] = []
-    isolation.acquire(alone=False)  # a neighbour is running
 
-    def suspect() -> None:
-        isolation.acquire(alone=True)
-        events.append("suspect runs")
-        time.sleep(0.2)
-        events.append("suspect done")
+    def suspect(name: str) -> None:
+        isolation.acquire()
+        events.append(f"{name} starts")
+        time.sleep(0.1)
+        events.append(f"{name} ends")
         isolation.release()
 
-    def newcomer() -> None:
-        isolation.acquire(alone=False)
-        events.append("newcomer runs")
-        isolation.release()
-
-    first = threading.Thread(target=suspect)
-    first.start()
-    time.sleep(0.1)
-    second = threading.Thread(target=newcomer)
-    second.start()
-    time.sleep(0.1)
-    assert events == []  # the suspect waits for the neighbour; the newcomer waits behind it
-    events.append("neighbour done")
-    isolation.release()
-    first.join(5)
-    second.join(5)
-    assert events == ["neighbour done", "suspect runs", "suspect done", "newcomer runs"]
+    threads = [threading.Thread(target=suspect, args=(name,)) for name in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert len(events) == 6
+    for start in range(0, 6, 2):  # never two suspects at once: each start is followed by its own end
+        assert events[start].split()[0] == events[start + 1].split()[0]
+        assert events[start].endswith("starts") and events[start + 1].endswith("ends")
+    isolation.release()  # releasing without holding it does nothing

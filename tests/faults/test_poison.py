@@ -12,7 +12,7 @@ from jobs.broker import UNDECODABLE_ACTOR
 from jobs.models import Job, JobAction
 from orders import services
 from orders.models import Order
-from tests.faults.conftest import FaultStack, wait_for_effects
+from tests.faults.conftest import FaultStack, job_counts, wait_for_effects
 from tests.support import email
 from tests.support.figures import record
 from tests.support.waiting import wait_until
@@ -68,9 +68,18 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_and_its_neighbours_complet
     assert neighbour_jobs.count() == 999
     # A row can trail its effect: a worker that died after acking lost its unwritten rows, and
     # the job is re-sent (and found done) once Redis is seen to hold no message for it.
-    wait_until(lambda: neighbour_jobs.filter(status="succeeded").count() == 999, timeout=90, what="999 rows")
+    try:
+        wait_until(lambda: neighbour_jobs.filter(status="succeeded").count() == 999, timeout=90, what="999 rows")
+    except AssertionError:
+        stuck = list(
+            neighbour_jobs.exclude(status="succeeded").values_list(
+                "id", "actor_name", "status", "worker", "attempts", "enqueued_at", "started_at"
+            )[:5]
+        )
+        claims = {str(j[0]): stack.redis.client().get(f"dramatiq:buzzer:claim:{j[0]}:0") for j in stuck}
+        raise AssertionError(f"{job_counts()} {stuck} {claims}") from None
     # Each supervisor restarted its rundramatiq after every death and is still running.
-    restarts = sum(w.output().count("runworkers: rundramatiq exited unexpectedly") for w in (first, second))
+    restarts = sum(w.log_path.read_text().count("runworkers: rundramatiq exited unexpectedly") for w in (first, second))
     assert restarts == deaths
     assert first.proc.poll() is None and second.proc.poll() is None
     wait_until(lambda: first.worker_pids() and second.worker_pids(), timeout=60, what="both workers back")

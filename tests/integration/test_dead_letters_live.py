@@ -3,13 +3,11 @@
 import os
 import re
 import signal
-import threading
 import time
 
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
 from django.test import Client
 
 from jobs.models import Job, JobAction
@@ -56,37 +54,6 @@ def test_always_failing_job_goes_dead_and_admin_retry_runs_it_once_fixed(product
     assert len(email.sent()) == 1
     assert r.zcard("dramatiq:default.XQ") == 0  # and it left Dramatiq's dead-letter set
     assert JobAction.objects.get(job=job, kind="retry").user == operator
-
-
-def test_twenty_concurrent_retries_resend_the_job_once(products, worker_factory, operator):
-    worker_factory(processes=1, threads=2)
-    email.fail_next(1_000)
-    job = email_job(products, QUICK_RETRIES)
-    wait_until(lambda: status_of(job) == "dead", timeout=30, what="the job to die")
-    email.fail_next(0)
-    clients = [operator_client(operator) for _ in range(20)]
-    statuses: list[int] = []
-    barrier = threading.Barrier(len(clients))
-
-    def click(client: Client, token: str) -> None:
-        barrier.wait()
-        try:
-            statuses.append(client.post(f"/admin/jobs/job/{job.id}/retry/", {"csrfmiddlewaretoken": token}).status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=click, args=pair) for pair in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert statuses == [302] * 20
-    wait_until(lambda: status_of(job) == "succeeded", timeout=30, what="the retried job to succeed")
-    time.sleep(1)  # a second re-send, if any, would have run by now
-    assert JobAction.objects.filter(job=job, kind="retry").count() == 1
-    assert len(email.sent()) == 1
-    assert Job.objects.get(pk=job.pk).attempts == 1
 
 
 def test_job_of_a_worker_killed_mid_job_is_finished_by_another_within_seconds(products, worker_factory):
