@@ -68,7 +68,8 @@ def descendants(pid: int) -> list[int]:
 
 class WorkerProcess:
     """`manage.py rundramatiq`, or `manage.py runworkers` (the same under a supervisor
-    that restarts it) with `supervised=True`."""
+    that restarts it) with `supervised=True`, or `python -m dramatiq <module>` (the
+    benchmark's worker module, with its no-op actor) with `module=`."""
 
     def __init__(
         self,
@@ -78,6 +79,7 @@ class WorkerProcess:
         wait_ready: bool = True,
         supervised: bool = False,
         redis_url: str | None = None,
+        module: str | None = None,
         **env: str,
     ) -> None:
         self.processes = processes
@@ -88,11 +90,15 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
         started_ms = time.time() * 1000
+        if module:
+            program = ["-m", "dramatiq", module]
+            env.setdefault("PYTHONPATH", str(ROOT))
+        else:
+            program = ["manage.py", "runworkers" if supervised else "rundramatiq"]
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "manage.py",
-                "runworkers" if supervised else "rundramatiq",
+                *program,
                 "--processes",
                 str(processes),
                 "--threads",
