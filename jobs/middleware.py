@@ -5,6 +5,7 @@ retries or permanently failed, never run again once finished)."""
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import traceback
 import uuid
@@ -91,6 +92,7 @@ class JobTracking(Middleware):
         self._heartbeat: Any = None
         self._lock = threading.Lock()
         self._isolation = Isolation()
+        self._stopping = threading.Event()
 
     def _tools(self, broker: dramatiq.Broker) -> tuple[Any, Any]:
         if self._writer is None:
@@ -110,6 +112,24 @@ class JobTracking(Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         self._tools(broker)  # start beating before the first message
+        self._watch_for_stop()
+
+    def _watch_for_stop(self) -> None:
+        """Know of a SIGTERM at once. Dramatiq's worker process only notices it within a
+        second (its main thread sleeps in 1 s steps), and until then a worker thread that
+        finishes a job starts the next one; from the signal on, no job starts here."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            previous = signal.getsignal(signum)
+            if not callable(previous):  # not Dramatiq's handler: leave the default alone
+                continue
+
+            def on_stop(number: int, frame: Any, previous: Any = previous) -> None:
+                self._stopping.set()
+                previous(number, frame)
+
+            signal.signal(signum, on_stop)
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         from django.conf import settings
@@ -118,6 +138,11 @@ class JobTracking(Middleware):
         from jobs.claims import job_key
         from jobs.writer import Started
 
+        if self._stopping.is_set() and "redis_message_id" in message.options and hasattr(broker, "client"):
+            # Stopping: hand it back to its queue for another worker (the ack that follows
+            # the skip then finds it no longer fetched here and leaves it queued).
+            broker.do_requeue(message.queue_name, message.options["redis_message_id"])
+            raise SkipMessage("the worker is stopping: handed back to the queue")
         try:
             job_id = uuid.UUID(message.message_id)
         except ValueError:
