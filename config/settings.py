@@ -204,6 +204,8 @@ BUZZER_SWEEP_AFTER_SECONDS = env.float("BUZZER_SWEEP_AFTER_SECONDS", default=5.0
 # How long a send to Redis may take before the job is left to the outbox sweep: the
 # request that placed an order never waits longer on a stalled Redis.
 BUZZER_DISPATCH_TIMEOUT_SECONDS = env.float("BUZZER_DISPATCH_TIMEOUT_SECONDS", default=0.25)
+# After a refused send, sends after commit leave jobs to the sweep for this long.
+BUZZER_DISPATCH_BACKOFF_SECONDS = env.float("BUZZER_DISPATCH_BACKOFF_SECONDS", default=2.0)
 BUZZER_SWEEP_INTERVAL_SECONDS = env.float("BUZZER_SWEEP_INTERVAL_SECONDS", default=2.0)
 # How long a worker's claim on a job is remembered in Redis: a duplicate delivery within
 # this window is skipped (the effects ledger still guards side effects after it).

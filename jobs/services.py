@@ -15,6 +15,8 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 from dramatiq.brokers.redis import RedisBroker
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from jobs.events import subscribers
 from jobs.models import Job
@@ -22,6 +24,10 @@ from jobs.models import Job
 logger = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
+# After a send to Redis failed, sends after commit skip Redis for this long (the jobs wait
+# in the outbox for the sweep, which always tries): an order with three jobs would
+# otherwise wait out the dispatch timeout three times, and every request after it too.
+_redis_refused_until = 0.0
 
 
 def _actor_name(actor: Any) -> str:
@@ -115,21 +121,30 @@ def sender() -> dramatiq.Broker:
     if twin is None:
         params = dict(broker.client.connection_pool.connection_kwargs)
         timeout = settings.BUZZER_DISPATCH_TIMEOUT_SECONDS
-        params.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+        # One try: redis-py would otherwise try a timed-out command again, doubling the wait.
+        params.update(socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+        params.pop("retry_on_timeout", None)
+        params.pop("retry_on_error", None)
         pool = redis.ConnectionPool(connection_class=broker.client.connection_pool.connection_class, **params)
-        twin = RedisBroker(connection_pool=pool, namespace=broker.namespace, middleware=[])
+        client = redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+        twin = RedisBroker(client=client, namespace=broker.namespace, middleware=[])
         _senders.clear()  # tests swap brokers: keep only the current one's twin
         _senders[id(broker)] = twin
     return twin
 
 
-def dispatch(jobs: Iterable[Job]) -> int:
+def dispatch(jobs: Iterable[Job], *, force: bool = False) -> int:
     """Send pending jobs to the broker and mark them enqueued. Returns how many were sent.
 
     A job the broker refuses (Redis down or stalled) stays pending for the sweep; the
-    caller is never failed for it. A job sent twice (this and the sweep racing) is run
-    once: the tracking middleware skips a job that is not waiting.
+    caller is never failed for it, and for BUZZER_DISPATCH_BACKOFF_SECONDS after such a
+    refusal this process leaves new jobs to the sweep without trying (`force` tries
+    anyway: the sweep). A job sent twice (this and the sweep racing) is run once: the
+    tracking middleware skips a job that is not waiting.
     """
+    global _redis_refused_until
+    if not force and time.monotonic() < _redis_refused_until:
+        return 0
     broker = sender()
     sent = []
     for job in jobs:
@@ -137,6 +152,7 @@ def dispatch(jobs: Iterable[Job]) -> int:
             broker.enqueue(build_message(job))
         except Exception as exc:  # noqa: BLE001 - any broker failure leaves it to the sweep
             logger.warning("Could not dispatch job %s (%s); the sweep will retry: %s", job.id, job.actor_name, exc)
+            _redis_refused_until = time.monotonic() + settings.BUZZER_DISPATCH_BACKOFF_SECONDS
             break
         sent.append(job.id)
     if sent:
@@ -159,7 +175,7 @@ def sweep_outbox(older_than: float | None = None, limit: int = SWEEP_BATCH) -> i
         )
         if not batch:
             break
-        sent = dispatch(batch)
+        sent = dispatch(batch, force=True)
         total += sent
         if sent < len(batch):
             break

@@ -12,6 +12,16 @@ from tests.support.brokers import redis_broker
 from tests.support.workers import WorkerProcess
 
 
+@pytest.fixture(autouse=True)
+def _forget_refused_sends() -> Iterator[None]:
+    """A test that made a send to Redis fail must not leave the next ones skipping Redis."""
+    import jobs.services
+
+    jobs.services._redis_refused_until = 0.0
+    yield
+    jobs.services._redis_refused_until = 0.0
+
+
 @pytest.fixture
 def stub_broker() -> Iterator[dramatiq.Broker]:
     broker = dramatiq.get_broker()

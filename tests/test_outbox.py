@@ -69,6 +69,29 @@ def test_sweep_stops_while_the_broker_still_refuses(products, stub_broker, monke
     assert set(Job.objects.values_list("status", flat=True)) == {"pending"}
 
 
+def test_after_a_refused_send_new_jobs_skip_redis_for_a_while_but_the_sweep_tries(products, stub_broker, monkeypatch):
+    attempts = []
+
+    def count_and_refuse(*args, **kwargs):
+        attempts.append(1)
+        refuse()
+
+    monkeypatch.setattr(stub_broker, "enqueue", count_and_refuse)
+    with transaction.atomic():
+        order = Order.objects.create(email="a@example.com", total=1)
+        jobs.publish("order.placed", obj=order, order_id=str(order.id))
+    assert len(attempts) == 1  # the first of the three sends failed; the other two did not wait on Redis
+
+    with transaction.atomic():
+        second = Order.objects.create(email="b@example.com", total=1)
+        jobs.publish("order.placed", obj=second, order_id=str(second.id))
+    assert len(attempts) == 1  # within BUZZER_DISPATCH_BACKOFF_SECONDS: straight to the outbox
+
+    monkeypatch.undo()
+    assert sweep_outbox(older_than=0) == 6  # the sweep always tries
+    assert set(Job.objects.values_list("status", flat=True)) == {"enqueued"}
+
+
 def test_publishing_the_same_event_twice_for_one_object_writes_one_set_of_jobs(products, stub_broker):
     with transaction.atomic():
         order = Order.objects.create(email="a@example.com", total=1)
