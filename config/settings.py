@@ -92,8 +92,29 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     VAR_DIR.mkdir(parents=True, exist_ok=True)  # where the SQLite files live
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    # The connection budget: every process (a gunicorn worker, a Dramatiq worker process,
+    # the scheduler) borrows connections from a pool of its own of at most
+    # DATABASE_POOL_MAX_SIZE, whatever its thread count; a thread holds one only while it
+    # works (Django returns it at the end of each request and job). A thread that finds
+    # the pool empty waits up to DATABASE_POOL_TIMEOUT seconds, then gets an error that
+    # counts as the database being unavailable (503 for a request; the job waits and runs
+    # again, no retry used). Sizing max_connections: README, "Database connections".
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+    )
+    # Checked before use: after a database restart the idle ones are dead, and with the
+    # pool Django has it check each connection it borrows (ConnectionPool.check_connection).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if env.bool("DATABASE_POOL", default=not TESTING):
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=8),
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=3.0),
+            "max_idle": 300,
+        }
+    else:
+        DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -229,6 +250,12 @@ BUZZER_SCHEDULE_SYNC_SECONDS = env.float("BUZZER_SCHEDULE_SYNC_SECONDS", default
 BUZZER_SCHEDULE_LATE_SECONDS = env.float("BUZZER_SCHEDULE_LATE_SECONDS", default=60.0)
 # A job whose deliveries killed their worker this many times goes to the DLQ instead.
 BUZZER_MAX_WORKER_CRASHES = env.int("BUZZER_MAX_WORKER_CRASHES", default=2)
+# A job that could not reach the database or Redis (or found its external effect being
+# done by another delivery) runs again as the same attempt after a backoff from MIN to
+# MAX, using none of its retries, up to BUZZER_WAIT_LIMIT times (about 8 hours).
+BUZZER_WAIT_MIN_BACKOFF_MS = env.int("BUZZER_WAIT_MIN_BACKOFF_MS", default=500)
+BUZZER_WAIT_MAX_BACKOFF_MS = env.int("BUZZER_WAIT_MAX_BACKOFF_MS", default=30_000)
+BUZZER_WAIT_LIMIT = env.int("BUZZER_WAIT_LIMIT", default=1000)
 BUZZER_IDEMPOTENCY_TTL_HOURS = env.int("BUZZER_IDEMPOTENCY_TTL_HOURS", default=48)
 # Queue health: the scheduler samples every queue this often (charts, alerts, /healthz
 # counts it silent after 3 missed samples); a queue whose depth keeps rising for this

@@ -38,6 +38,10 @@ if current then
   local holder = string.sub(current, sep + 1)
   if held > attempt then return 0 end
   if held == attempt then
+    if holder == 'free' then
+      redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
+      return 1
+    end
     if holder == ARGV[2] then return 0 end
     local beat = redis.call('ZSCORE', KEYS[2], holder)
     if beat and tonumber(ARGV[3]) - tonumber(beat) < tonumber(ARGV[4]) then return 0 end
@@ -61,12 +65,26 @@ return 0
 """
 
 
+# KEYS: claim key. ARGV: the holder's value ("attempt|worker"), the released value, ttl s.
+# The same attempt may then be claimed again (its delivery ended on an infrastructure
+# error and was sent again); a lower attempt still may not.
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
 class Claims(Protocol):
     def claim(self, job_key: str, attempt: int, worker: str) -> bool | str: ...
 
     def take_over(self, job_key: str, attempt: int, dead_worker: str, worker: str) -> int: ...
 
     def clear_crashes(self, job_key: str) -> None: ...
+
+    def release(self, job_key: str, attempt: int, worker: str) -> bool: ...
 
 
 def job_key(job_id: str, generation: int) -> str:
@@ -83,6 +101,7 @@ class RedisClaims:
         self.ttl = ttl_seconds
         self._claim = self.client.register_script(_CLAIM_SCRIPT)
         self._take_over = self.client.register_script(_TAKEOVER_SCRIPT)
+        self._release = self.client.register_script(_RELEASE_SCRIPT)
 
     def claim(self, job_key: str, attempt: int, worker: str) -> bool | str:
         """True when this delivery may run; "dead:<worker>" when the holder is dead."""
@@ -108,6 +127,12 @@ class RedisClaims:
     def clear_crashes(self, job_key: str) -> None:
         """A taken-over job ran to its end: it did not kill its worker."""
         self.client.delete(self.crash_prefix + job_key)
+
+    def release(self, job_key: str, attempt: int, worker: str) -> bool:
+        """Give up this delivery's claim so that a new delivery of the same attempt may run."""
+        return bool(
+            self._release(keys=[self.prefix + job_key], args=[f"{attempt}|{worker}", f"{attempt}|free", self.ttl])
+        )
 
 
 class MemoryClaims:
@@ -137,6 +162,13 @@ class MemoryClaims:
     def clear_crashes(self, job_key: str) -> None:
         with self._lock:
             self._crashes.pop(job_key, None)
+
+    def release(self, job_key: str, attempt: int, worker: str) -> bool:
+        with self._lock:
+            if self._held.get(job_key) != (attempt, worker):
+                return False
+            self._held[job_key] = (attempt - 1, "free")
+            return True
 
 
 def workers_key(namespace: str) -> str:

@@ -16,6 +16,15 @@ Two kinds of effects:
   load), the end of the block is first marked in Redis, and a take-over that finds the
   mark only records the effect as done. What remains — a worker killed between the mail
   server's answer and that mark — is why emails carry a stable Message-ID.
+
+  Only one delivery at a time may be inside the block of an external effect: it holds a
+  lease in Redis for the effect's key, naming its worker process. Two deliveries of one
+  job can run at once (a retry sent while a delivery thought dead was still running, a
+  re-send of a job whose message looked lost), and without the lease the second would
+  take the first one's "started" row over while the first is still talking to the mail
+  server. A delivery that finds the lease held by a live worker raises EffectInProgress
+  (the job waits and runs again, using no retry); a lease whose worker stopped beating
+  is taken over.
 """
 
 from __future__ import annotations
@@ -64,16 +73,88 @@ def once(key: str, *, external: bool = False) -> Iterator[bool]:
             yield True
         return
 
-    if not _start(key):
-        yield False
-        return
+    lease = Lease.for_key(key)
+    if lease is not None:
+        lease.acquire()
     try:
-        yield True
-    except BaseException:
-        Effect.objects.filter(key=key, state=Effect.State.STARTED).delete()
-        raise
-    _mark_done(key)
-    Effect.objects.filter(key=key).update(state=Effect.State.DONE, updated_at=timezone.now())
+        if not _start(key, lease is not None):
+            yield False
+            return
+        try:
+            yield True
+        except BaseException:
+            Effect.objects.filter(key=key, state=Effect.State.STARTED).delete()
+            raise
+        _mark_done(key)
+        Effect.objects.filter(key=key).update(state=Effect.State.DONE, updated_at=timezone.now())
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+# KEYS: the lease, the heartbeats sorted set. ARGV: holder ("<worker>|<token>"), now ms,
+# dead-after ms, ttl s. Returns 1 when taken, else the live holder.
+_LEASE_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then
+  local worker = string.sub(current, 1, string.find(current, '|', 1, true) - 1)
+  local beat = redis.call('ZSCORE', KEYS[2], worker)
+  if beat and tonumber(ARGV[2]) - tonumber(beat) < tonumber(ARGV[3]) then return current end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
+return 1
+"""
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Lease:
+    """Who may be inside an external effect's block right now (see the module's text)."""
+
+    def __init__(self, broker: Any, key: str) -> None:
+        import uuid
+
+        from django.conf import settings
+
+        self.client = broker.client
+        self.key = f"{broker.namespace}:buzzer:effect-lease:{key}"
+        self.heartbeats = f"{broker.namespace}:__heartbeats__"
+        self.holder = f"{broker.broker_id}|{uuid.uuid4().hex}"
+        self.dead_after_ms = int(settings.BUZZER_WORKER_DEAD_AFTER_SECONDS * 1000)
+        # Outlives any job's time limit: a lease is only ever left behind by a dead worker.
+        self.ttl = max(3600, settings.BUZZER_TIME_LIMIT_MS // 1000 * 2)
+
+    @classmethod
+    def for_key(cls, key: str) -> Lease | None:
+        import dramatiq
+
+        broker = dramatiq.get_broker()
+        return cls(broker, key) if getattr(broker, "client", None) is not None else None
+
+    def acquire(self) -> None:
+        import time
+
+        taken = self.client.eval(
+            _LEASE_SCRIPT,
+            2,
+            self.key,
+            self.heartbeats,
+            self.holder,
+            int(time.time() * 1000),
+            self.dead_after_ms,
+            self.ttl,
+        )
+        if taken != 1:
+            held = taken.decode() if isinstance(taken, bytes) else str(taken)
+            raise EffectInProgress(f"{self.key} is held by {held.split('|')[0]}")
+
+    def release(self) -> None:
+        try:
+            self.client.eval(_RELEASE_SCRIPT, 1, self.key, self.holder)
+        except Exception:  # it expires; only a live holder's lease is ever waited for
+            logger.warning("Could not release %s", self.key, exc_info=True)
 
 
 def _marks() -> tuple[Any, str] | None:
@@ -109,8 +190,11 @@ def _marked_done(key: str) -> bool:
         return False
 
 
-def _start(key: str) -> bool:
-    """Record an external effect as started; False when it is already done."""
+def _start(key: str, leased: bool = False) -> bool:
+    """Record an external effect as started; False when it is already done.
+
+    With the lease held (`leased`), no other delivery is inside this effect's block, so
+    a "started" row is a dead or failed delivery's, whatever job wrote it."""
     from jobs.models import Effect
 
     job_id = current_job()
@@ -125,14 +209,13 @@ def _start(key: str) -> bool:
             continue  # freed by a failed try in between: start again
         if existing.state == Effect.State.DONE:
             return False
-        if job_id is not None and existing.job_id == job_id:
-            # A delivery of this very job started it and died (the job's claim makes
-            # sure no other delivery of it runs now). If it got as far as the mark in
-            # Redis, the effect happened: record it. Otherwise take it over.
+        if leased or (job_id is not None and existing.job_id == job_id):
+            # A delivery started it and died or failed on the way. If it got as far as the
+            # mark in Redis, the effect happened: record it. Otherwise take it over.
             if _marked_done(key):
                 Effect.objects.filter(pk=existing.pk).update(state=Effect.State.DONE, updated_at=timezone.now())
                 return False
-            Effect.objects.filter(pk=existing.pk).update(updated_at=timezone.now())
+            Effect.objects.filter(pk=existing.pk).update(job_id=job_id, updated_at=timezone.now())
             return True
         raise EffectInProgress(f"{key} is being done by job {existing.job_id}")
     raise EffectInProgress(f"{key} keeps changing hands")

@@ -5,6 +5,7 @@ retries or permanently failed, never run again once finished)."""
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import threading
 import traceback
@@ -26,7 +27,13 @@ TRACEBACK_LIMIT = 20000
 
 class Retries(DramatiqRetries):
     """Dramatiq's retries with Buzzer's defaults: a few retries with exponential
-    backoff and jitter instead of 20 retries over five weeks."""
+    backoff and jitter instead of 20 retries over five weeks.
+
+    A job that failed because the database or Redis did not answer, or because another
+    delivery is doing its external effect right now (`jobs.infra`), is not at fault: it
+    goes back to the queue as the same attempt, after a short backoff (capped at
+    BUZZER_WAIT_MAX_BACKOFF_MS), without using up a retry, up to BUZZER_WAIT_LIMIT times.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         from django.conf import settings
@@ -35,6 +42,45 @@ class Retries(DramatiqRetries):
         kwargs.setdefault("min_backoff", settings.BUZZER_MIN_BACKOFF_MS)
         kwargs.setdefault("max_backoff", settings.BUZZER_MAX_BACKOFF_MS)
         super().__init__(**kwargs)
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        if exception is not None and not message.failed and self._wait(broker, message, exception):
+            return
+        super().after_process_message(broker, message, result=result, exception=exception)
+
+    def _wait(self, broker: dramatiq.Broker, message: Any, exception: BaseException) -> bool:
+        from django.conf import settings
+
+        from jobs.claims import claims_for
+        from jobs.effects import EffectInProgress
+        from jobs.infra import is_infrastructure_error
+
+        if not (isinstance(exception, EffectInProgress) or is_infrastructure_error(exception)):
+            return False
+        waits = message.options.get("buzzer_waits", 0)
+        if waits >= settings.BUZZER_WAIT_LIMIT:
+            return False  # so long that it counts as the job's own failure after all
+        claim = getattr(message, "_buzzer_claim", None)
+        if claim is not None:
+            try:
+                claims_for(broker).release(*claim)
+            except Exception:  # Redis away too: the send below fails the same way
+                logger.warning("Could not release the claim of job %s", message.message_id, exc_info=True)
+        backoff = min(settings.BUZZER_WAIT_MAX_BACKOFF_MS, settings.BUZZER_WAIT_MIN_BACKOFF_MS * 2 ** min(waits, 20))
+        delay = int(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not a secret
+        message.options["buzzer_waits"] = waits + 1
+        message._buzzer_waiting = describe(exception)
+        logger.warning(
+            "Job %s (%s) waits %d ms and runs again as the same attempt: %s",
+            message.message_id,
+            message.actor_name,
+            delay,
+            message._buzzer_waiting[0],
+        )
+        broker.enqueue(message, delay=delay)
+        return True
 
 
 class TimeLimit(DramatiqTimeLimit):
@@ -158,6 +204,7 @@ class JobTracking(Middleware):
         outcome = claims.claim(key, attempt, worker)
         if outcome is False:
             raise SkipMessage(f"job {job_id} attempt {attempt} is already running or done")
+        message._buzzer_claim = (key, attempt, worker)  # released if it must wait (Retries)
         if isinstance(outcome, str):  # redelivered after the worker that held it died
             dead_worker = outcome.removeprefix("dead:")
             self._isolation.acquire()  # the claim is taken over only once no other suspect runs here
@@ -249,6 +296,15 @@ class JobTracking(Middleware):
         job_id = uuid.UUID(message.message_id)
         if exception is None and not message.failed:
             writer.finished(Finished(job_id, attempt, "succeeded", timezone.now(), **common))
+            return
+        waiting = getattr(message, "_buzzer_waiting", None)
+        if waiting is not None:  # sent again as the same attempt (Retries): not a failed attempt
+            error, tb = waiting
+            writer.finished(
+                Finished(
+                    job_id, attempt, "retrying", timezone.now(), error=error, traceback=tb, counted=False, **common
+                )
+            )
             return
         error, tb = describe(exception) if exception else ("The message failed.", "")
         # Retries (whose hook ran just before this one) has decided: failed means no more tries.

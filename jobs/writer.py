@@ -52,6 +52,7 @@ class Finished:
     worker: str = ""
     started_at: datetime | None = None
     broker_message_id: str = ""  # Redis' id of a delivery that went to the dead-letter set
+    counted: bool = True  # False: the attempt waits for the database or Redis and runs again
 
     @property
     def duration(self) -> float | None:
@@ -141,17 +142,22 @@ def write(events: list[Started | Finished]) -> None:
     """Write a batch of events in one transaction, merging each attempt's start and finish."""
     if not events:
         return
+    # Keyed by attempt, the latest report winning: an attempt that waited for the database
+    # runs again under the same number, and its start and finish may share a batch with
+    # the earlier ones.
     starts: dict[tuple[uuid.UUID, int], Started] = {}
-    combined: list[tuple[Started, Finished]] = []
-    finishes: list[Finished] = []
+    pairs: dict[tuple[uuid.UUID, int], tuple[Started, Finished]] = {}
+    lone: dict[tuple[uuid.UUID, int], Finished] = {}
     for event in events:
         key = (event.job_id, event.attempt)
         if isinstance(event, Started):
             starts[key] = event
         elif key in starts:
-            combined.append((starts.pop(key), event))
+            pairs[key] = (starts.pop(key), event)
         else:
-            finishes.append(event)
+            lone[key] = event
+    combined = list(pairs.values())
+    finishes = list(lone.values())
     from jobs.models import Job
 
     table = connection.ops.quote_name(Job._meta.db_table)
@@ -214,7 +220,7 @@ def write(events: list[Started | Finished]) -> None:
         if short:
             begun = [s for s, _ in combined] + list(starts.values())
             _adopt(cursor, table, begun, {(s.job_id, s.attempt): f for s, f in combined})
-        _record_failed_attempts([e for e in events if isinstance(e, Finished) and e.error])
+        _record_failed_attempts([e for e in events if isinstance(e, Finished) and e.error and e.counted])
 
 
 def _record_failed_attempts(failed: list[Finished]) -> None:

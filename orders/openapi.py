@@ -31,7 +31,7 @@ IDEMPOTENCY_KEY = {"type": "string", "minLength": 1, "maxLength": 255, "pattern"
 
 # The machine-readable codes each operation can answer, by status. Kept exact by the tests.
 # Every authenticated operation: no key, wrong method, and Redis failing mid-request.
-COMMON_CODES = {"401": ["unauthorized"], "405": ["method_not_allowed"], "503": ["queue_unavailable"]}
+COMMON_CODES = {"401": ["unauthorized"], "405": ["method_not_allowed"], "503": ["queue_unavailable", "database_unavailable"]}
 BODY_CODES = {"400": ["malformed_json"], "413": ["body_too_large"], "415": ["unsupported_media_type"]}
 
 
@@ -83,7 +83,8 @@ def _errors(codes: dict[str, list[str]]) -> dict[str, Any]:
         "415": "The body is not sent as application/json.",
         "422": "The request is well-formed but refused: the message says why.",
         "429": "Too many reports queued or running for this key.",
-        "503": "The job queue (Redis) failed during the request (config.middleware): nothing was lost; retry later.",
+        "503": "The job queue (Redis) or the database did not answer during the request (config.middleware): "
+        "nothing was lost, nothing charged twice; retry later (with the same Idempotency-Key).",
     }
     headers = {
         "401": {"WWW-Authenticate": "WWW-Authenticate"},

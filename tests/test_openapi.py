@@ -74,6 +74,15 @@ class Exercise:
         with mock.patch("orders.api.authenticate", side_effect=redis.ConnectionError("Connection refused")):
             response = self(url, body)
         assert response.status_code == 503 and response["Retry-After"] == "5"
+        self.with_database_failing(url, body)
+        return response
+
+    def with_database_failing(self, url: str, body: Any = None) -> Any:
+        """The request as it goes when the database refuses connections under it."""
+        with mock.patch("orders.api.authenticate", side_effect=database_down()):
+            response = self(url, body)
+        assert response.status_code == 503 and response["Retry-After"] == "5"
+        assert response.checked_body["error"]["code"] == "database_unavailable"
         return response
 
     def assert_everything_documented_was_seen(self) -> None:
@@ -81,6 +90,20 @@ class Exercise:
         assert statuses == documented_statuses(self.path, self.method, self.doc)
         codes = {(status, code) for status, code in self.seen if code}
         assert codes == documented_error_codes(self.path, self.method, self.doc)
+
+
+def database_down() -> Exception:
+    """What Django raises when PostgreSQL refuses a connection (the driver's error behind it)."""
+    import psycopg
+    from django.db import OperationalError
+
+    try:
+        try:
+            raise psycopg.OperationalError("connection failed: FATAL:  sorry, too many clients already")
+        except psycopg.OperationalError as exc:
+            raise OperationalError(str(exc)) from exc
+    except OperationalError as wrapped:
+        return wrapped
 
 
 def test_the_document_is_public_and_valid_openapi_3_1(client: Client, doc: dict[str, Any]) -> None:

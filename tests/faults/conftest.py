@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -20,6 +21,8 @@ from django.db.models import Sum
 from orders.models import DailySales, Order, OrderItem, Product
 from tests.support import email
 from tests.support.brokers import redis_broker
+from tests.support.data import order_body
+from tests.support.http import request
 from tests.support.redis_server import RedisServer
 from tests.support.web import WebProcess
 from tests.support.workers import ROOT, WorkerProcess, scheduler_process
@@ -175,3 +178,34 @@ def wait_for_effects(orders: list[Order], timeout: float) -> dict[str, int]:
         if time.monotonic() > deadline:
             raise AssertionError(f"after {timeout:.0f}s: effects {effects}, jobs {job_counts()}")
         time.sleep(0.5)
+
+
+class OrderLoad:
+    """Client threads placing orders over HTTP, one after another each, until stopped.
+    `results` holds (sent at, seconds, status, body) per request."""
+
+    def __init__(self, web: WebProcess, api_key: str, clients: int, pause: float = 0.0) -> None:
+        self.results: list[tuple[float, float, int, Any]] = []
+        self._stop = threading.Event()
+        self._url = f"{web.url}/api/orders/"
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._pause = pause
+        self._threads = [threading.Thread(target=self._place, args=(n,)) for n in range(clients)]
+        for thread in self._threads:
+            thread.start()
+
+    def _place(self, number: int) -> None:
+        i = 0
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            body = order_body(email=f"c{number}-{i}@example.com")
+            status, _, answer = request(self._url, "POST", body, self._headers, timeout=30)
+            self.results.append((sent, time.monotonic() - sent, status, answer))
+            i += 1
+            time.sleep(self._pause)
+
+    def stop(self) -> list[tuple[float, float, int, Any]]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+        return self.results

@@ -4,7 +4,6 @@ accepted order gets all its effects, none twice."""
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -14,9 +13,8 @@ from django.test import Client
 
 from jobs.models import Job
 from orders.models import Order
-from tests.faults.conftest import FaultStack, job_counts, wait_for_effects
+from tests.faults.conftest import FaultStack, OrderLoad, job_counts, wait_for_effects
 from tests.support import email
-from tests.support.data import order_body
 from tests.support.figures import record
 from tests.support.http import request
 from tests.support.waiting import wait_until
@@ -39,27 +37,7 @@ def test_orders_survive_a_redis_crash(stack: FaultStack, stocked: dict, api_key:
     stack.workers(processes=1, threads=8)
     web = stack.web()
     cookie = staff_cookie(operator)
-    results: list[tuple[float, float, int, Any]] = []  # (sent at, seconds, status, body)
-    stop = threading.Event()
-
-    def place(number: int) -> None:
-        i = 0
-        while not stop.is_set():
-            sent = time.monotonic()
-            status, _, body = request(
-                f"{web.url}/api/orders/",
-                "POST",
-                order_body(email=f"c{number}-{i}@example.com"),
-                {"Authorization": f"Bearer {api_key}"},
-                timeout=30,
-            )
-            results.append((sent, time.monotonic() - sent, status, body))
-            i += 1
-            time.sleep(0.02)
-
-    threads = [threading.Thread(target=place, args=(n,)) for n in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
+    load = OrderLoad(web, api_key, CLIENTS, pause=0.02)
     wait_until(lambda: len(email.sent()) >= 20, timeout=60, what="orders flowing through the workers")
 
     stack.redis.kill()
@@ -79,9 +57,7 @@ def test_orders_survive_a_redis_crash(stack: FaultStack, stocked: dict, api_key:
     stack.redis.restart()
     restarted_at = time.monotonic()
     time.sleep(3)
-    stop.set()
-    for thread in threads:
-        thread.join(60)
+    results = load.stop()
 
     down = [r for r in results if killed_at <= r[0] < restarted_at]
     accepted = [r for r in results if r[2] == 201]

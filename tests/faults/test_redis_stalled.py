@@ -4,16 +4,13 @@ writes the outbox, so placement stays fast and nothing fails."""
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 
 import pytest
 
 from orders.models import Order
-from tests.faults.conftest import FaultStack, wait_for_effects
-from tests.support.data import order_body
+from tests.faults.conftest import FaultStack, OrderLoad, wait_for_effects
 from tests.support.figures import record
-from tests.support.http import request
 
 pytestmark = pytest.mark.faults
 
@@ -24,42 +21,21 @@ def test_orders_stay_fast_while_redis_is_paused(stack: FaultStack, stocked: dict
     stack.scheduler()
     stack.workers(processes=1, threads=8)
     web = stack.web()
-    results: list[tuple[float, float, int]] = []  # (sent at, seconds, status)
-    stop = threading.Event()
-
-    def client(number: int) -> None:
-        i = 0
-        while not stop.is_set():
-            sent = time.monotonic()
-            status, _, _ = request(
-                f"{web.url}/api/orders/",
-                "POST",
-                order_body(email=f"c{number}-{i}@example.com"),
-                {"Authorization": f"Bearer {api_key}"},
-                timeout=30,
-            )
-            results.append((sent, time.monotonic() - sent, status))
-            i += 1
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
+    load = OrderLoad(web, api_key, CLIENTS)
     time.sleep(2)
     paused_at = time.monotonic()
     stack.redis.pause(5000)
     time.sleep(7)
-    stop.set()
-    for thread in threads:
-        thread.join(60)
+    results = load.stop()
 
-    statuses = [status for _, _, status in results]
-    during = sorted(seconds for sent, seconds, _ in results if paused_at <= sent < paused_at + 5)
-    everything = sorted(seconds for _, seconds, _ in results)
+    statuses = [status for _, _, status, _ in results]
+    during = sorted(seconds for sent, seconds, _, _ in results if paused_at <= sent < paused_at + 5)
+    everything = sorted(seconds for _, seconds, _, _ in results)
     p99_during = during[int(len(during) * 0.99)] if during else float("inf")
     p99 = everything[int(len(everything) * 0.99)]
     assert during, "no order was placed while Redis was paused"
     slowest = sorted(results, key=lambda r: -r[1])[:5]
-    phases = [(round(sent - paused_at, 2), round(seconds, 2)) for sent, seconds, _ in slowest]
+    phases = [(round(sent - paused_at, 2), round(seconds, 2)) for sent, seconds, _, _ in slowest]
     assert all(status == 201 for status in statuses), sorted(set(statuses))
     assert p99 < 1.0 and p99_during < 1.0, (p99, p99_during, "slowest (sent after the pause began, s):", phases)
 
