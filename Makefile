@@ -51,6 +51,10 @@ test: dev-deps redis
 	@$(PY) scripts/ensure_chromium.py
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# The daily loop: everything but the fault suite and the browser tests (a minute or two).
+test-fast: dev-deps redis
+	$(VENV)/bin/pytest -m "not faults and not browser" $(PYTEST_ARGS)
+
 # The fault-injection suite alone (it is part of `make test` too).
 test-faults: dev-deps redis
 	$(VENV)/bin/pytest -m faults tests/faults $(PYTEST_ARGS)

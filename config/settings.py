@@ -252,9 +252,9 @@ BUZZER_SCHEDULE_LATE_SECONDS = env.float("BUZZER_SCHEDULE_LATE_SECONDS", default
 BUZZER_MAX_WORKER_CRASHES = env.int("BUZZER_MAX_WORKER_CRASHES", default=2)
 # A job that could not reach the database or Redis (or found its external effect being
 # done by another delivery) runs again as the same attempt after a backoff from MIN to
-# MAX, using none of its retries, up to BUZZER_WAIT_LIMIT times (about 8 hours).
+# MAX, using none of its retries, up to BUZZER_WAIT_LIMIT times (about 2 hours).
 BUZZER_WAIT_MIN_BACKOFF_MS = env.int("BUZZER_WAIT_MIN_BACKOFF_MS", default=500)
-BUZZER_WAIT_MAX_BACKOFF_MS = env.int("BUZZER_WAIT_MAX_BACKOFF_MS", default=30_000)
+BUZZER_WAIT_MAX_BACKOFF_MS = env.int("BUZZER_WAIT_MAX_BACKOFF_MS", default=10_000)
 BUZZER_WAIT_LIMIT = env.int("BUZZER_WAIT_LIMIT", default=1000)
 BUZZER_IDEMPOTENCY_TTL_HOURS = env.int("BUZZER_IDEMPOTENCY_TTL_HOURS", default=48)
 # Queue health: the scheduler samples every queue this often (charts, alerts, /healthz

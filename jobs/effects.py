@@ -80,6 +80,7 @@ def once(key: str, *, external: bool = False) -> Iterator[bool]:
         if not _start(key, lease is not None):
             yield False
             return
+        _lend_connection_back()
         try:
             yield True
         except BaseException:
@@ -90,6 +91,16 @@ def once(key: str, *, external: bool = False) -> Iterator[bool]:
     finally:
         if lease is not None:
             lease.release()
+
+
+def _lend_connection_back() -> None:
+    """Return this thread's database connection to the pool while the mail server (or
+    the webhook receiver) thinks: a slow receiver must not hold one of the process's few
+    connections. The next query borrows one again."""
+    from django.db import connection
+
+    if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
+        connection.close()
 
 
 # KEYS: the lease, the heartbeats sorted set. ARGV: holder ("<worker>|<token>"), now ms,

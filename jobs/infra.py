@@ -49,9 +49,9 @@ def is_database_unavailable(exception: BaseException) -> bool:
             return True
         if isinstance(error, sqlite3.OperationalError):
             return any(text in str(error).lower() for text in _SQLITE_MESSAGES)
-        state = getattr(error, "sqlstate", "missing")
-        if state != "missing" and type(error).__module__.startswith("psycopg"):
-            # psycopg: a connection failure carries no SQLSTATE (refused, lost, closed).
+        if isinstance(error, _psycopg_error()):
+            # A connection failure carries no SQLSTATE (refused, lost, closed).
+            state = getattr(error, "sqlstate", None)
             if state is None:
                 return isinstance(error, (_psycopg_operational(), _psycopg_interface()))
             return state.startswith(_PG_STATES)
@@ -70,6 +70,12 @@ def is_broker_unavailable(exception: BaseException) -> bool:
 
 def is_infrastructure_error(exception: BaseException) -> bool:
     return is_database_unavailable(exception) or is_broker_unavailable(exception)
+
+
+def _psycopg_error() -> type[BaseException]:
+    import psycopg
+
+    return psycopg.Error
 
 
 def _psycopg_operational() -> type[BaseException]:

@@ -203,6 +203,7 @@ class JobTracking(Middleware):
         key = job_key(str(job_id), message.options.get("buzzer_generation", 0))
         outcome = claims.claim(key, attempt, worker)
         if outcome is False:
+            logger.info("Job %s attempt %d is running or done elsewhere: this delivery is skipped", job_id, attempt)
             raise SkipMessage(f"job {job_id} attempt {attempt} is already running or done")
         message._buzzer_claim = (key, attempt, worker)  # released if it must wait (Retries)
         if isinstance(outcome, str):  # redelivered after the worker that held it died

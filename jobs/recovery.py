@@ -148,9 +148,11 @@ def resend_lost(broker: dramatiq.Broker) -> int:
     client = broker.client
     present = messages_in_redis(client, broker.namespace, queue_names)
     count = 0
+    resent: list[str] = []
     for job in candidates.iterator(chunk_size=500):
         if str(job.id) in present:
             continue
+        resent.append(f"{job.id} ({job.status}, attempt {job.attempts})")
         message = build_message(job)
         # The lost message was the next attempt of a retrying job, the current one otherwise.
         message.options["retries"] = job.attempts if job.status == Job.Status.RETRYING else max(job.attempts - 1, 0)
@@ -160,7 +162,7 @@ def resend_lost(broker: dramatiq.Broker) -> int:
         )
         count += 1
     if count:
-        logger.warning("Re-sent %d jobs whose message Redis no longer had", count)
+        logger.warning("Re-sent %d jobs whose message Redis no longer had: %s", count, ", ".join(resent[:20]))
     return count
 
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import dramatiq
 import pytest
@@ -23,9 +24,10 @@ from tests.support import email
 from tests.support.brokers import redis_broker
 from tests.support.data import order_body
 from tests.support.http import request
+from tests.support.postgres_server import PostgresServer, server_bin_dir
 from tests.support.redis_server import RedisServer
 from tests.support.web import WebProcess
-from tests.support.workers import ROOT, WorkerProcess, scheduler_process
+from tests.support.workers import ROOT, WorkerProcess, scheduler_process, worker_env
 
 STOCK = 1_000_000
 
@@ -113,6 +115,40 @@ def stack(
 
 
 @pytest.fixture
+def private_postgres(transactional_db: None, request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """A PostgreSQL of the test's own (which it may kill), migrated, with the test process
+    and every process the stack starts pointed at it; list it before the fixtures that
+    write rows. `@pytest.mark.postgres_server(max_connections=N)` sets the server's limit.
+    PostgreSQL runs only: the test's own connection cannot switch from SQLite."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL fault test: run the suite with DATABASE_URL=postgres://...")
+    if server_bin_dir() is None:
+        pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
+    marker = request.node.get_closest_marker("postgres_server")
+    options = marker.kwargs if marker else {}
+    server = PostgresServer(max_connections=options.get("max_connections", 100)).start()
+    saved = dict(connection.settings_dict)
+    try:
+        server.execute("CREATE DATABASE buzzer")
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=worker_env(DATABASE_URL=server.url("buzzer")),
+            check=True,
+        )
+        connection.close()
+        connection.settings_dict.update(NAME="buzzer", HOST="127.0.0.1", PORT=server.port, USER="postgres", PASSWORD="")
+        yield server
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+        server.stop()
+
+
+@pytest.fixture
 def stocked(transactional_db: None) -> dict[str, Product]:
     """Products with stock enough for every order a fault test places."""
     Product.objects.bulk_create(
@@ -180,12 +216,19 @@ def wait_for_effects(orders: list[Order], timeout: float) -> dict[str, int]:
         time.sleep(0.5)
 
 
+class Answer(NamedTuple):
+    sent: float  # time.monotonic() when the request went out
+    seconds: float
+    status: int  # 0: no HTTP answer at all (connection refused or reset, timeout)
+    body: Any
+    retry_after: str | None
+
+
 class OrderLoad:
-    """Client threads placing orders over HTTP, one after another each, until stopped.
-    `results` holds (sent at, seconds, status, body) per request."""
+    """Client threads placing orders over HTTP, one after another each, until stopped."""
 
     def __init__(self, web: WebProcess, api_key: str, clients: int, pause: float = 0.0) -> None:
-        self.results: list[tuple[float, float, int, Any]] = []
+        self.results: list[Answer] = []
         self._stop = threading.Event()
         self._url = f"{web.url}/api/orders/"
         self._headers = {"Authorization": f"Bearer {api_key}"}
@@ -199,12 +242,15 @@ class OrderLoad:
         while not self._stop.is_set():
             sent = time.monotonic()
             body = order_body(email=f"c{number}-{i}@example.com")
-            status, _, answer = request(self._url, "POST", body, self._headers, timeout=30)
-            self.results.append((sent, time.monotonic() - sent, status, answer))
+            try:
+                status, headers, answer = request(self._url, "POST", body, self._headers, timeout=30)
+            except OSError as exc:
+                status, headers, answer = 0, {}, repr(exc)
+            self.results.append(Answer(sent, time.monotonic() - sent, status, answer, headers.get("Retry-After")))
             i += 1
             time.sleep(self._pause)
 
-    def stop(self) -> list[tuple[float, float, int, Any]]:
+    def stop(self) -> list[Answer]:
         self._stop.set()
         for thread in self._threads:
             thread.join(60)
