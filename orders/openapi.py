@@ -30,8 +30,12 @@ NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"  # some visible character, and no NUL
 IDEMPOTENCY_KEY = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NOT_BLANK}
 
 # The machine-readable codes each operation can answer, by status. Kept exact by the tests.
-# Every authenticated operation: no key, wrong method, and Redis failing mid-request.
-COMMON_CODES = {"401": ["unauthorized"], "405": ["method_not_allowed"], "503": ["queue_unavailable", "database_unavailable"]}
+# Every authenticated operation: no key, wrong method, and Redis or the database failing mid-request.
+COMMON_CODES = {
+    "401": ["unauthorized"],
+    "405": ["method_not_allowed"],
+    "503": ["queue_unavailable", "database_unavailable"],
+}
 BODY_CODES = {"400": ["malformed_json"], "413": ["body_too_large"], "415": ["unsupported_media_type"]}
 
 
