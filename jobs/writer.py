@@ -24,6 +24,7 @@ from django.db import connection, transaction
 logger = logging.getLogger(__name__)
 
 BATCH_LIMIT = 1000
+SHUTDOWN_SECONDS = 15.0
 GATHER_SECONDS = 0.01
 
 
@@ -85,7 +86,7 @@ class JobWriter:
         return barrier.done.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
-        self.flush(timeout)
+        self.flush(min(timeout, 5.0))  # the writer goes on trying for SHUTDOWN_SECONDS after this
         self._events.put(None)
         self._thread.join(timeout)
 
@@ -94,6 +95,7 @@ class JobWriter:
         pending: list[Started | Finished] = []
         barriers: list[Barrier] = []
         stopping = False
+        stopping_since = 0.0
         failures = 0
         while True:
             batch: list[Any] = []
@@ -107,7 +109,8 @@ class JobWriter:
                     batch.append(self._events.get_nowait())
             except queue.Empty:
                 pass
-            stopping = stopping or any(e is None for e in batch)
+            if not stopping and any(e is None for e in batch):
+                stopping, stopping_since = True, time.monotonic()
             pending.extend(e for e in batch if isinstance(e, (Started, Finished)))
             barriers.extend(e for e in batch if isinstance(e, Barrier))
             try:
@@ -123,7 +126,9 @@ class JobWriter:
                 for barrier in barriers:
                     barrier.done.set()
                 barriers = []
-            if stopping and (not pending or failures >= 5):
+            # At shutdown, keep trying for a while (a database restarting); what is still
+            # unwritten then is repaired by the lost-message scan (jobs.recovery).
+            if stopping and (not pending or time.monotonic() - stopping_since > SHUTDOWN_SECONDS):
                 if pending:
                     logger.error("Giving up on %d job state changes at shutdown", len(pending))
                 connection.close()

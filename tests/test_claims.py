@@ -70,3 +70,23 @@ def test_memory_claims_follow_the_same_rules():
     assert claims.claim("j", 1, "w2") is False
     assert claims.claim("j", 2, "w2") is True
     assert claims.claim("j", 1, "w3") is False
+
+
+def test_a_released_claim_lets_the_same_attempt_run_again_but_not_an_older_one(claims, real_broker):
+    beat(real_broker, "worker-a")
+    beat(real_broker, "worker-b")
+    assert claims.claim("job-9", 2, "worker-a") is True
+    assert claims.release("job-9", 2, "worker-b") is False  # not the holder: nothing changes
+    assert claims.claim("job-9", 2, "worker-b") is False
+    assert claims.release("job-9", 2, "worker-a") is True
+    assert claims.claim("job-9", 1, "worker-b") is False
+    assert claims.claim("job-9", 2, "worker-b") is True
+    assert claims.claim("job-9", 2, "worker-c") is False
+
+
+def test_a_released_first_attempt_is_claimed_again():
+    memory = MemoryClaims()
+    assert memory.claim("job-10", 1, "worker-a") is True
+    assert memory.release("job-10", 1, "worker-a") is True
+    assert memory.claim("job-10", 1, "worker-b") is True
+    assert memory.claim("job-10", 1, "worker-c") is False

@@ -74,3 +74,74 @@ def test_external_effect_left_started_by_a_dead_delivery_of_the_same_job_is_take
     finally:
         set_current_job(None)
     assert Effect.objects.get(key="email:x:4").state == "done"
+
+
+@pytest.mark.usefixtures("real_broker")
+def test_two_deliveries_of_one_job_never_both_do_its_external_effect():
+    """A retry sent while an earlier delivery of the same job still sends its email: the
+    second finds the effect's lease held by a live worker and waits instead of sending."""
+    import threading
+    import time
+    import uuid
+
+    import dramatiq
+
+    from jobs.effects import EffectInProgress, set_current_job
+
+    broker = dramatiq.get_broker()
+    broker.client.zadd(f"{broker.namespace}:__heartbeats__", {broker.broker_id: time.time() * 1000})
+    job_id = uuid.uuid4()
+    sends: list[str] = []
+    inside = threading.Event()
+    finish = threading.Event()
+
+    def first_delivery() -> None:
+        set_current_job(job_id)
+        with jobs.once("email:x:4", external=True) as first:
+            assert first
+            sends.append("first")
+            inside.set()
+            finish.wait(10)
+
+    thread = threading.Thread(target=first_delivery)
+    thread.start()
+    assert inside.wait(10)
+    set_current_job(job_id)  # the same job, as its retry would be
+    try:
+        with pytest.raises(EffectInProgress), jobs.once("email:x:4", external=True):
+            sends.append("second")
+    finally:
+        finish.set()
+        thread.join(10)
+    with jobs.once("email:x:4", external=True) as again:
+        assert again is False
+    set_current_job(None)
+    assert sends == ["first"]
+    assert Effect.objects.get(key="email:x:4").state == "done"
+
+
+@pytest.mark.usefixtures("real_broker")
+def test_a_lease_left_by_a_dead_worker_is_taken_over_and_the_done_mark_respected():
+    import time
+    import uuid
+
+    import dramatiq
+
+    from jobs.effects import _mark_done, set_current_job
+
+    broker = dramatiq.get_broker()
+    lease_key = f"{broker.namespace}:buzzer:effect-lease:email:x:5"
+    stale = time.time() * 1000 - 60_000
+    broker.client.zadd(f"{broker.namespace}:__heartbeats__", {"dead-worker": stale})
+    broker.client.set(lease_key, "dead-worker|abc")
+    Effect.objects.create(key="email:x:5", state="started", job_id=uuid.uuid4())
+    _mark_done("email:x:5")  # it had sent the email before it died
+
+    set_current_job(uuid.uuid4())
+    try:
+        with jobs.once("email:x:5", external=True) as first:
+            assert first is False
+    finally:
+        set_current_job(None)
+    assert Effect.objects.get(key="email:x:5").state == "done"
+    assert not broker.client.exists(lease_key)

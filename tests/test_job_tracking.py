@@ -141,3 +141,26 @@ def test_a_late_report_never_overwrites_a_newer_attempt():
 
     job.refresh_from_db()
     assert (job.status, job.attempts, job.last_error) == ("succeeded", 2, "")
+
+
+def test_an_attempt_that_waited_and_ran_again_in_one_batch_ends_with_its_last_outcome():
+    from django.utils import timezone
+
+    from jobs.writer import Finished, Started, write
+
+    job = Job.objects.create(actor_name="flaky")
+    first = Started(job.id, 1, "w", timezone.now(), "flaky", "default", [], {})
+    waited = Finished(job.id, 1, "retrying", timezone.now(), error="OperationalError: refused", counted=False)
+    again = Started(job.id, 1, "w", timezone.now(), "flaky", "default", [], {})
+    write([first, waited, again, Finished(job.id, 1, "succeeded", timezone.now())])
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("succeeded", 1)
+    assert not job.failed_attempts.exists()  # a wait is no failed attempt
+
+    later = Job.objects.create(actor_name="flaky")
+    start = Started(later.id, 1, "w", timezone.now(), "flaky", "default", [], {})
+    write([start])
+    write([Finished(later.id, 1, "retrying", timezone.now(), error="refused", counted=False), start])
+    later.refresh_from_db()
+    assert later.status == "running"  # ran again after the wait; its outcome is still to come
