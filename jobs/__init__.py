@@ -11,7 +11,7 @@ from jobs.errors import PermanentError
 from jobs.events import subscribe
 from jobs.periodic import periodic
 
-__all__ = ["PermanentError", "actor", "enqueue", "once", "periodic", "publish", "subscribe"]
+__all__ = ["PermanentError", "actor", "enqueue", "once", "periodic", "publish", "send_without_outbox", "subscribe"]
 
 
 def enqueue(*args: Any, **kwargs: Any) -> Any:
@@ -24,6 +24,12 @@ def publish(*args: Any, **kwargs: Any) -> Any:
     from jobs.services import publish as _publish
 
     return _publish(*args, **kwargs)
+
+
+def send_without_outbox(*args: Any, **kwargs: Any) -> bool:
+    from jobs.services import send_without_outbox as _send
+
+    return _send(*args, **kwargs)
 
 
 def once(key: str, *, external: bool = False) -> Any:

@@ -95,6 +95,20 @@ def publish(event: str, *, obj: models.Model | None = None, queue: str | None = 
     return jobs
 
 
+def send_without_outbox(actor: Any, *args: Any, delay_ms: int = 0, **kwargs: Any) -> bool:
+    """Send a job straight to Redis, with no Job row first: only for work that must be
+    scheduled while the database cannot be written (the row is written when the job
+    starts). False when Redis refused it too."""
+    broker_actor = dramatiq.get_broker().get_actor(_actor_name(actor))
+    message = broker_actor.message(*args, **kwargs)
+    try:
+        sender().enqueue(message, delay=delay_ms or None)
+    except Exception:  # Redis down as well: the caller decides what to do instead
+        logger.warning("Could not send %s without the outbox", message.actor_name, exc_info=True)
+        return False
+    return True
+
+
 def build_message(job: Job) -> dramatiq.Message:
     return dramatiq.Message(
         queue_name=job.queue_name,

@@ -21,10 +21,11 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 import jobs
+from jobs.infra import is_database_unavailable
 from jobs.models import Job
 from orders.errors import OrderError
 from orders.models import ApiKey, DailySales, DemoSwitch, Order, OrderItem, Product
-from orders.payments import get_gateway
+from orders.payments import Charge, get_gateway
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +144,48 @@ def place_order(
             written = jobs.publish("order.placed", obj=order, queue=queue, order_id=str(order.id))
             if on_created is not None:
                 on_created(order, items, written)
-    except BaseException:
-        gateway.refund(charge)
+    except BaseException as exc:
+        if not (is_database_unavailable(exc) and _settle_later(order, charge)):
+            gateway.refund(charge)
         raise
     logger.info("Order %s placed: %s, %d lines, %s", order.id, priority, len(lines), total)
     return order
+
+
+# How long after a lost COMMIT the charge is settled (the job waits longer if the
+# database is still away: it cannot fail on that).
+SETTLE_DELAY_MS = 5_000
+
+
+def _settle_later(order: Order, charge: Charge) -> bool:
+    """The database went away during the write: the COMMIT may have happened (the server
+    committed, the answer was lost) or not. Refunding now could refund an order that
+    exists; keeping the charge could keep money for one that does not. A job decides once
+    the database answers (`settle_charge`). False when it cannot be sent either."""
+    from orders.tasks import settle_charge
+
+    sent = jobs.send_without_outbox(
+        settle_charge, str(order.id), charge.reference, str(charge.amount), delay_ms=SETTLE_DELAY_MS
+    )
+    if sent:
+        logger.warning(
+            "Order %s: the database went away while saving; charge %s is settled later", order.id, charge.reference
+        )
+    return sent
+
+
+def settle_charge(order_id: str, reference: str, amount: str) -> bool:
+    """Refund a charge whose order was never saved (keep it when the order exists).
+    Returns whether it refunded now."""
+    if Order.objects.filter(pk=order_id).exists():
+        logger.info("Order %s was saved after all: charge %s stands", order_id, reference)
+        return False
+    with jobs.once(f"refund:{reference}", external=True) as first:
+        if not first:
+            return False
+        get_gateway().refund(Charge(reference=reference, amount=Decimal(amount)))
+    logger.warning("Order %s was not saved: charge %s refunded", order_id, reference)
+    return True
 
 
 def _load(order_id: str) -> Order | None:

@@ -28,6 +28,11 @@ def record_analytics(order_id: str) -> None:
     services.record_analytics(order_id)
 
 
+@jobs.actor(max_retries=8, min_backoff=5_000, max_backoff=300_000, time_limit=30_000)
+def settle_charge(order_id: str, reference: str, amount: str) -> None:
+    services.settle_charge(order_id, reference, amount)
+
+
 @jobs.periodic(seconds=3600)
 @jobs.actor(max_retries=3, time_limit=300_000)
 def prune_idempotency_keys() -> None:
