@@ -187,6 +187,31 @@ def claims_for(broker: Any) -> Claims:
     return store
 
 
+_unreleased: list[tuple[str, int, str]] = []
+_unreleased_lock = threading.Lock()
+
+
+def release_later(claim: tuple[str, int, str]) -> None:
+    """A claim that could not be released (Redis away): the heartbeat thread releases it
+    once Redis answers. Until then a redelivery is skipped as "running elsewhere"; the
+    lost-message scan sends the job again after that."""
+    with _unreleased_lock:
+        _unreleased.append(claim)
+
+
+def release_pending(claims: Claims) -> None:
+    with _unreleased_lock:
+        pending = list(_unreleased)
+        _unreleased.clear()
+    for index, claim in enumerate(pending):
+        try:
+            claims.release(*claim)
+        except Exception:  # noqa: BLE001 - still away: keep it and the rest for the next beat
+            with _unreleased_lock:
+                _unreleased.extend(pending[index:])
+            return
+
+
 class Heartbeat:
     """Beats for a worker process every few seconds, in the sorted set Dramatiq uses.
 
@@ -213,6 +238,8 @@ class Heartbeat:
                     pipe.zadd(heartbeats, {self.broker.broker_id: now})
                     pipe.zadd(workers, {f"{self.broker.broker_id}|{socket.gethostname()}|{os.getpid()}": now})
                     pipe.execute()
+                if _unreleased:
+                    release_pending(claims_for(self.broker))
             except Exception as exc:  # noqa: BLE001 - Redis away: the next beat tries again
                 logger.debug("Heartbeat failed: %s", exc)
             self._stop.wait(self.interval)

@@ -53,7 +53,7 @@ class Retries(DramatiqRetries):
     def _wait(self, broker: dramatiq.Broker, message: Any, exception: BaseException) -> bool:
         from django.conf import settings
 
-        from jobs.claims import claims_for
+        from jobs.claims import claims_for, release_later
         from jobs.effects import EffectInProgress
         from jobs.infra import is_infrastructure_error
 
@@ -66,8 +66,9 @@ class Retries(DramatiqRetries):
         if claim is not None:
             try:
                 claims_for(broker).release(*claim)
-            except Exception:  # Redis away too: the send below fails the same way
-                logger.warning("Could not release the claim of job %s", message.message_id, exc_info=True)
+            except Exception:  # noqa: BLE001 - Redis away too: the heartbeat thread releases it later
+                logger.warning("Could not release the claim of job %s yet", message.message_id)
+                release_later(claim)
         backoff = min(settings.BUZZER_WAIT_MAX_BACKOFF_MS, settings.BUZZER_WAIT_MIN_BACKOFF_MS * 2 ** min(waits, 20))
         delay = int(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not a secret
         message.options["buzzer_waits"] = waits + 1

@@ -24,6 +24,10 @@ from django.db import connection, transaction
 logger = logging.getLogger(__name__)
 
 BATCH_LIMIT = 1000
+# A wait (an attempt that met an unavailable database and runs again under the same
+# number) never overwrites a final state: its report can reach the database after the
+# outcome of the delivery that ran next, written by another process's writer.
+NOT_OVER_FINAL = "(%s OR status NOT IN ('succeeded', 'dead'))"
 SHUTDOWN_SECONDS = 15.0
 GATHER_SECONDS = 0.01
 
@@ -180,9 +184,18 @@ def write(events: list[Started | Finished]) -> None:
             if failed:
                 cursor.executemany(
                     f"UPDATE {table} SET status = %s, finished_at = %s, last_error = %s, traceback = %s, "
-                    "broker_message_id = %s WHERE id = %s AND attempts <= %s",
+                    f"broker_message_id = %s WHERE id = %s AND attempts <= %s AND {NOT_OVER_FINAL}",
                     [
-                        (f.status, _dt(f.at), f.error, f.traceback, f.broker_message_id, _pk(f.job_id), f.attempt)
+                        (
+                            f.status,
+                            _dt(f.at),
+                            f.error,
+                            f.traceback,
+                            f.broker_message_id,
+                            _pk(f.job_id),
+                            f.attempt,
+                            f.counted,
+                        )
                         for f in failed
                     ],
                 )
@@ -196,7 +209,7 @@ def write(events: list[Started | Finished]) -> None:
                 cursor.executemany(
                     f"UPDATE {table} SET status = %s, attempts = %s, started_at = %s, finished_at = %s, "
                     "worker = %s, last_error = %s, traceback = %s, broker_message_id = %s "
-                    "WHERE id = %s AND attempts <= %s",
+                    f"WHERE id = %s AND attempts <= %s AND {NOT_OVER_FINAL}",
                     [
                         (
                             f.status,
@@ -209,6 +222,7 @@ def write(events: list[Started | Finished]) -> None:
                             f.broker_message_id,
                             _pk(s.job_id),
                             s.attempt,
+                            f.counted,
                         )
                         for s, f in failed
                     ],

@@ -90,3 +90,18 @@ def test_a_released_first_attempt_is_claimed_again():
     assert memory.release("job-10", 1, "worker-a") is True
     assert memory.claim("job-10", 1, "worker-b") is True
     assert memory.claim("job-10", 1, "worker-c") is False
+
+
+def test_a_claim_that_could_not_be_released_is_released_once_redis_answers(claims, real_broker):
+    from jobs import claims as claims_module
+
+    beat(real_broker, "worker-a")
+    beat(real_broker, "worker-b")
+    assert claims.claim("job-11", 1, "worker-a") is True
+    claims_module.release_later(("job-11", 1, "worker-a"))  # Redis was away at the time
+    assert claims.claim("job-11", 1, "worker-b") is False
+
+    claims_module.release_pending(claims)
+
+    assert claims.claim("job-11", 1, "worker-b") is True
+    assert claims_module._unreleased == []

@@ -164,3 +164,21 @@ def test_an_attempt_that_waited_and_ran_again_in_one_batch_ends_with_its_last_ou
     write([Finished(later.id, 1, "retrying", timezone.now(), error="refused", counted=False), start])
     later.refresh_from_db()
     assert later.status == "running"  # ran again after the wait; its outcome is still to come
+
+
+def test_a_late_wait_from_another_process_never_overwrites_the_outcome_of_the_same_attempt():
+    from django.utils import timezone
+
+    from jobs.writer import Finished, Started, write
+
+    job = Job.objects.create(actor_name="flaky")
+    # Process B ran the attempt again after the wait and wrote its success first...
+    write([Started(job.id, 1, "b", timezone.now(), "flaky", "default", [], {})])
+    write([Finished(job.id, 1, "succeeded", timezone.now())])
+    # ...then process A's writer, back from the outage, writes the wait it reported first.
+    start = Started(job.id, 1, "a", timezone.now(), "flaky", "default", [], {})
+    write([start, Finished(job.id, 1, "retrying", timezone.now(), error="refused", counted=False)])
+    write([Finished(job.id, 1, "retrying", timezone.now(), error="refused", counted=False)])
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("succeeded", 1)
