@@ -48,7 +48,7 @@ run: venv env redis
 	BUZZER_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
 
 test: dev-deps redis
-	@$(PY) scripts/ensure_chromium.py
+	@$(PY) scripts/ensure_test_tools.py
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The daily loop: everything but the fault suite and the browser tests (a minute or two).
