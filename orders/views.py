@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from jobs.models import Job
 from orders.errors import OrderError
 from orders.models import Order, Product
 from orders.payments import CARD_DECLINED, CARD_OK, CARD_PROCESSING_ERROR
@@ -75,7 +76,7 @@ def order_detail(request: HttpRequest, order_id: Any) -> HttpResponse:
     if order is None:
         raise Http404("No such order.")
     jobs = job_states(order)
-    finished = all(job["status"] in ("succeeded", "failed", "dead") for job in jobs)
+    finished = all(job["status"] in Job.FINISHED for job in jobs)
     return render(
         request,
         "orders/order_detail.html",

@@ -7,6 +7,7 @@ from django.db import connection
 
 import jobs
 from jobs import dlq
+from jobs.broker import UNDECODABLE_ACTOR
 from jobs.models import Job, JobAction, JobAttempt
 from tests.support.stub import drain
 
@@ -127,3 +128,14 @@ def test_retry_many_resends_each_dead_job_once(stub_broker, stub_worker):
     assert dlq.retry_many(Job.objects.all()) == 0
     drain(stub_broker, stub_worker)
     assert set(Job.objects.values_list("status", flat=True)) == {"succeeded"}
+
+
+def test_a_quarantined_job_whose_actor_does_not_exist_can_be_discarded(operator):
+    job = Job.objects.create(actor_name=UNDECODABLE_ACTOR, queue_name="default", status=Job.Status.DEAD)
+
+    assert dlq.retry(job.pk, user=operator) is False  # nothing here could run it
+    assert dlq.discard(job.pk, user=operator, reason="garbage payload") is True
+
+    job.refresh_from_db()
+    assert job.status == "discarded"
+    assert list(JobAction.objects.values_list("kind", "reason")) == [("discard", "garbage payload")]

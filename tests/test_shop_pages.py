@@ -49,6 +49,16 @@ def test_confirmation_page_stops_refreshing_when_all_jobs_are_finished(client, p
     assert "All jobs are finished." in page
 
 
+def test_confirmation_page_stops_refreshing_once_a_job_is_discarded(client, products):
+    response = checkout(client)
+    Job.objects.update(status="succeeded")
+    Job.objects.filter(actor_name="send_confirmation_email").update(status="discarded")
+
+    page = client.get(response["Location"]).content.decode()
+
+    assert 'http-equiv="refresh"' not in page
+
+
 def test_another_browser_cannot_see_the_order(client, products):
     location = checkout(client)["Location"]
     client.cookies.clear()
