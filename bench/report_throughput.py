@@ -152,7 +152,7 @@ def run_report(days: int) -> tuple[int, float]:
         owner=owner, kind="orders", parameters=params, fingerprint=services.fingerprint("orders", params)
     )
     started = time.monotonic()
-    services.generate_report(str(report.id), max_attempts=1)
+    services.generate_report(str(report.id))
     elapsed = time.monotonic() - started
     report.refresh_from_db()
     assert report.status == "succeeded", report.error

@@ -9,9 +9,22 @@ from typing import Any
 from jobs.actors import actor
 from jobs.errors import PermanentError
 from jobs.events import subscribe
+from jobs.lifecycle import on_dead, on_discard, on_retry
 from jobs.periodic import periodic
 
-__all__ = ["PermanentError", "actor", "enqueue", "once", "periodic", "publish", "send_without_outbox", "subscribe"]
+__all__ = [
+    "PermanentError",
+    "actor",
+    "enqueue",
+    "on_dead",
+    "on_discard",
+    "on_retry",
+    "once",
+    "periodic",
+    "publish",
+    "send_without_outbox",
+    "subscribe",
+]
 
 
 def enqueue(*args: Any, **kwargs: Any) -> Any:

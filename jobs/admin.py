@@ -27,7 +27,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from jobs import dlq, recovery, schedules
-from jobs.models import Effect, Job, Schedule
+from jobs.models import Effect, Job, JobAction, Schedule
 
 try:  # django-dramatiq's Task admin tracks nothing here: Buzzer's Job does.
     from django_dramatiq.models import Task
@@ -101,6 +101,30 @@ class ReadOnlyAdminMixin:
 def _pre(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True, default=str)
     return format_html('<pre class="buzzer-pre">{}</pre>', text)
+
+
+@admin.register(JobAction)
+class JobActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The audit log: every retry, discard, recovery and schedule action, kept after the
+    jobs they name are pruned."""
+
+    list_display = ["at", "kind", "who", "job_link", "subject", "reason"]
+    list_filter = ["kind"]
+    search_fields = ["=job_ref", "subject", "reason"]
+    list_select_related = ["user"]
+    date_hierarchy = "at"
+
+    @admin.display(description="by")
+    def who(self, action: JobAction) -> str:
+        return str(action.user) if action.user_id else "system"
+
+    @admin.display(description="job")
+    def job_link(self, action: JobAction) -> str:
+        if action.job_id is not None:
+            return format_html(
+                '<a href="{}">{}</a>', reverse("admin:jobs_job_change", args=[action.job_id]), action.job_id
+            )
+        return format_html("{} (deleted)", action.job_ref) if action.job_ref else "–"
 
 
 @admin.register(Job)
@@ -465,8 +489,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         if not self.has_run_permission(request):
             raise PermissionDenied
         schedule = get_object_or_404(Schedule, pk=pk)
-        schedule.enabled = not schedule.enabled
-        schedule.save(update_fields=["enabled", "updated_at"])
+        schedules.set_enabled(schedule, not schedule.enabled, user=request.user)
         word = "resumed" if schedule.enabled else "paused"
         self.message_user(request, format_html("Schedule {} {}.", schedule.name, word), messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:jobs_schedule_change", args=[pk]))

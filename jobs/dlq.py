@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Count, Max, QuerySet
 from django.utils import timezone
 
+from jobs import lifecycle
 from jobs.models import Job, JobAction
 from jobs.services import dispatch
 
@@ -69,6 +70,7 @@ def retry(job_id: Any, *, user: Any = None, reason: str = "") -> bool:
         broker_message_id = job.broker_message_id
         job.refresh_from_db()
         job.broker_message_id = broker_message_id
+        lifecycle.run("retry", job)  # the business object comes back with its job
 
         def send() -> None:
             _forget_dead_letter(job)
@@ -92,6 +94,7 @@ def discard(job_id: Any, *, user: Any = None, reason: str) -> bool:
         ):
             return False
         JobAction.objects.create(job=job, kind=JobAction.Kind.DISCARD, user=_user(user), reason=reason)
+        lifecycle.run("discard", job)
         transaction.on_commit(lambda: _forget_dead_letter(job))
     logger.info("Dead job %s (%s) discarded by %s: %s", job.id, job.actor_name, user, reason)
     return True

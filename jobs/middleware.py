@@ -198,9 +198,6 @@ class JobTracking(Middleware):
         writer, claims = self._tools(broker)
         attempt = message.options.get("retries", 0) + 1
         worker = getattr(broker, "broker_id", "") or f"stub-{id(broker)}"
-        if message.failed:  # an earlier middleware (the age limit) gave up on it
-            self._dead(message, job_id, attempt, worker, "The message exceeded its age limit.")
-            return
         key = job_key(str(job_id), message.options.get("buzzer_generation", 0))
         outcome = claims.claim(key, attempt, worker)
         if outcome is False:
@@ -248,6 +245,7 @@ class JobTracking(Middleware):
         from jobs.writer import Finished
 
         message.fail()  # the consumer then puts it in Dramatiq's dead-letter set
+        message._buzzer_recorded = True
         self._writer.finished(
             Finished(
                 job_id,
@@ -259,6 +257,7 @@ class JobTracking(Middleware):
                 queue_name=message.queue_name.removesuffix(".DQ"),
                 worker=worker,
                 broker_message_id=message.options.get("redis_message_id", ""),
+                generation=message.options.get("buzzer_generation", 0),
             )
         )
 
@@ -316,12 +315,37 @@ class JobTracking(Middleware):
             status, rid = "retrying", ""
         writer.finished(
             Finished(
-                job_id, attempt, status, timezone.now(), error=error, traceback=tb, broker_message_id=rid, **common
+                job_id,
+                attempt,
+                status,
+                timezone.now(),
+                error=error,
+                traceback=tb,
+                broker_message_id=rid,
+                generation=message.options.get("buzzer_generation", 0),
+                **common,
             )
         )
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._isolation.release()
+        if message.failed and not getattr(message, "_buzzer_recorded", False):
+            # An earlier middleware gave up on it and skipped it (Dramatiq's AgeLimit runs
+            # before this one): Dramatiq dead-letters it, so must the row.
+            try:
+                job_id = uuid.UUID(message.message_id)
+            except ValueError:
+                return
+            self._tools(broker)
+            attempt = message.options.get("retries", 0) + 1
+            max_age = message.options.get("max_age") or "its"
+            self._dead(
+                message,
+                job_id,
+                attempt,
+                getattr(broker, "broker_id", ""),
+                f"The message exceeded its age limit ({max_age} ms) before it could run.",
+            )
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         with self._lock:

@@ -2,6 +2,7 @@
 effects ledger."""
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -22,12 +23,11 @@ class Job(models.Model):
         RUNNING = "running", "running"
         RETRYING = "retrying", "retrying"  # an attempt failed, another one is scheduled
         SUCCEEDED = "succeeded", "succeeded"
-        FAILED = "failed", "failed"  # finished unsuccessfully and kept out of the DLQ
         DEAD = "dead", "dead"  # out of retries, a permanent error or a crash loop: the DLQ
         DISCARDED = "discarded", "discarded"  # taken out of the DLQ by an operator, with a reason
 
     WAITING = (Status.PENDING, Status.ENQUEUED, Status.RETRYING)
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.DEAD, Status.DISCARDED)
+    FINISHED = (Status.SUCCEEDED, Status.DEAD, Status.DISCARDED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     actor_name = models.CharField(max_length=200)
@@ -119,15 +119,22 @@ class JobAttempt(models.Model):
 
 
 class JobAction(models.Model):
-    """What an operator (or the recovery) did to a job: who, when, why."""
+    """The audit log: what an operator (or the recovery) did to a job or a schedule: who,
+    when, why. Rows outlive what they name: pruning a finished job keeps its actions
+    (the job's id stays in `job_ref`)."""
 
     class Kind(models.TextChoices):
         RETRY = "retry", "retried"
         DISCARD = "discard", "discarded"
         RECOVER = "recover", "recovered from a dead worker"
         CRASH_LOOP = "crash_loop", "dead-lettered after crashing its worker"
+        RUN_NOW = "run_now", "schedule run now"
+        PAUSE = "pause", "schedule paused"
+        RESUME = "resume", "schedule resumed"
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="actions")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="actions")
+    job_ref = models.UUIDField(null=True, blank=True, db_index=True)  # kept after the job is deleted
+    subject = models.CharField(max_length=200, blank=True)  # what else it names, e.g. "schedule 3: nightly"
     kind = models.CharField(max_length=16, choices=Kind.choices)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     reason = models.TextField(blank=True)
@@ -137,7 +144,12 @@ class JobAction(models.Model):
         ordering = ["at"]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.job_id}"
+        return f"{self.kind} {self.job_ref or self.subject}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.job_id is not None and self.job_ref is None:
+            self.job_ref = self.job_id
+        super().save(*args, **kwargs)
 
 
 class QueueSample(models.Model):

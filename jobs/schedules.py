@@ -20,7 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobs.models import Job, Schedule
+from jobs.models import Job, JobAction, Schedule
 from jobs.services import enqueue
 
 logger = logging.getLogger(__name__)
@@ -146,11 +146,34 @@ def fire(schedule_id: int, now: datetime | None = None) -> list[Job]:
 
 
 def run_now(schedule: Schedule, user: Any = None) -> Job:
-    """Enqueue the schedule's job at once, outside its cron times."""
+    """Enqueue the schedule's job at once, outside its cron times (audited)."""
     with transaction.atomic():
-        return enqueue(
+        job = enqueue(
             schedule.actor_name, key=f"schedule:{schedule.pk}:manual:{uuid.uuid4()}", obj=schedule, **schedule.kwargs
         )
+        _audit(schedule, JobAction.Kind.RUN_NOW, user, job=job)
+    return job
+
+
+def set_enabled(schedule: Schedule, enabled: bool, user: Any = None) -> bool:
+    """Pause or resume a schedule (audited). False when it already was so."""
+    with transaction.atomic():
+        if not Schedule.objects.filter(pk=schedule.pk, enabled=not enabled).update(
+            enabled=enabled, updated_at=timezone.now()
+        ):
+            return False
+        schedule.enabled = enabled
+        _audit(schedule, JobAction.Kind.RESUME if enabled else JobAction.Kind.PAUSE, user)
+    return True
+
+
+def _audit(schedule: Schedule, kind: str, user: Any, job: Job | None = None) -> None:
+    JobAction.objects.create(
+        job=job,
+        kind=kind,
+        subject=f"schedule {schedule.pk}: {schedule.name}"[:200],
+        user=user if getattr(user, "is_authenticated", False) else None,
+    )
 
 
 def last_runs(schedule: Schedule, count: int = 5) -> list[Job]:

@@ -58,6 +58,7 @@ class Finished:
     started_at: datetime | None = None
     broker_message_id: str = ""  # Redis' id of a delivery that went to the dead-letter set
     counted: bool = True  # False: the attempt waits for the database or Redis and runs again
+    generation: int = 0  # of a dead job: its dead hooks run once per generation
 
     @property
     def duration(self) -> float | None:
@@ -240,6 +241,22 @@ def write(events: list[Started | Finished]) -> None:
             begun = [s for s, _ in combined] + list(starts.values())
             _adopt(cursor, table, begun, {(s.job_id, s.attempt): f for s, f in combined})
         _record_failed_attempts([e for e in events if isinstance(e, Finished) and e.error and e.counted])
+        _enqueue_dead_hooks([f for f in finishes + [f for _, f in combined] if f.status == "dead"])
+
+
+def _enqueue_dead_hooks(dead: list[Finished]) -> None:
+    """The `on_dead` hooks of these jobs, as jobs written in the same transaction."""
+    from jobs import lifecycle
+    from jobs.services import enqueue
+
+    for finish in dead:
+        if finish.actor_name and lifecycle.hooks_for(finish.actor_name, "dead"):
+            enqueue(
+                "run_dead_hooks",
+                str(finish.job_id),
+                finish.generation,
+                key=f"lifecycle:dead:{finish.job_id}:{finish.generation}",
+            )
 
 
 def _record_failed_attempts(failed: list[Finished]) -> None:

@@ -118,10 +118,8 @@ def email_report(report: Report) -> bool:
     return True
 
 
-def run_scheduled_report(
-    kind: str, parameters: dict[str, Any], recipients: list[str], schedule: str, *, max_attempts: int
-) -> None:
+def run_scheduled_report(kind: str, parameters: dict[str, Any], recipients: list[str], schedule: str) -> None:
     report = report_for_fire(kind, parameters, recipients, schedule)
-    services.generate_report(str(report.pk), max_attempts=max_attempts)
+    services.generate_report(str(report.pk))
     report.refresh_from_db()
     email_report(report)

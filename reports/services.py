@@ -1,13 +1,13 @@
 """Reports: requesting one (inline, in the web request), generating it (on a worker),
 cancelling it, and expiring old files.
 
-How a failed generation ends: the report counts its own attempts (the claim adds one).
-An attempt that fails puts the report back to `queued` with the reason and re-raises,
-so the actor's retry policy schedules the next try; the attempt that reaches
-`max_attempts` (the actor's `max_retries + 1`), or a `PermanentError` (bad data that no
-retry fixes), marks the report `failed` and raises `PermanentError`, so the job goes
-dead at the same moment. Counting on the report rather than in the message keeps this
-true when a worker dies mid-run: the redelivery claims it again and counts one more.
+How a failed generation ends: the report follows its job (one lifecycle, `jobs.lifecycle`).
+An attempt that fails puts the report back to `queued` with the reason and re-raises, so
+the job's retry policy decides what comes next. When the job is dead for good (out of
+retries, a `PermanentError` for bad data, a crash loop), its `on_dead` hook marks the
+report `failed` (`fail_for_dead_job`); when an operator retries the dead job, its
+`on_retry` hook puts the report back to `queued` (`requeue_for_retried_job`) and it is
+generated afresh.
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.db import connection, connections, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
-from dramatiq.middleware import TimeLimitExceeded
 
 import jobs
 from orders.models import ApiKey
@@ -212,7 +211,7 @@ class _TemporaryFile(File):
         return self.name
 
 
-def generate_report(report_id: str, *, max_attempts: int) -> None:
+def generate_report(report_id: str) -> None:
     """Generate the report's file (see the module docstring for failures). A report
     that is finished (succeeded, failed, cancelled, expired) is left alone."""
     report = Report.objects.filter(pk=report_id).first()
@@ -241,7 +240,7 @@ def generate_report(report_id: str, *, max_attempts: int) -> None:
     except _Cancelled:
         logger.info("Report %s was cancelled while it ran; partial file removed", report.pk)
     except BaseException as exc:  # noqa: BLE001 - time limits are BaseException; always re-raised
-        _failed(report, exc, max_attempts)
+        _failed(report, exc)
 
 
 def _write(report: Report, kind: kinds.Kind) -> None:
@@ -301,33 +300,35 @@ def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def _failed(report: Report, exc: BaseException, max_attempts: int) -> None:
-    """Record a failed attempt, then re-raise for the actor's retry policy, or end the
-    report `failed` and raise `PermanentError` when it was the last attempt."""
+def _failed(report: Report, exc: BaseException) -> None:
+    """Record a failed attempt (the report waits again, with the reason) and re-raise for
+    the job's retry policy; the job's death, if it comes, fails the report."""
     reason = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
-    attempts = report.attempts
-    # A shutdown or other interrupt is not the report's fault (it runs again and ends in
-    # a retry); a time limit is, like any error.
-    counts = isinstance(exc, (Exception, TimeLimitExceeded))
-    final = counts and (attempts >= max_attempts or isinstance(exc, jobs.PermanentError))
-    status = Report.Status.FAILED if final else Report.Status.QUEUED
     updated = Report.objects.filter(pk=report.pk, status=Report.Status.RUNNING).update(
-        status=status,
-        error=reason,
-        progress=0,
-        rows_done=0,
-        finished_at=timezone.now() if final else None,
+        status=Report.Status.QUEUED, error=reason, progress=0, rows_done=0, finished_at=None
     )
     if not updated:  # cancelled meanwhile: nothing left to do or retry
         logger.info("Report %s failed after it was cancelled: %s", report.pk, reason)
         return
-    if final:
-        logger.warning("Report %s failed for good after %d attempt(s): %s", report.pk, attempts, reason)
-        if isinstance(exc, jobs.PermanentError):
-            raise exc
-        raise jobs.PermanentError(f"Report generation failed after {attempts} attempt(s): {reason}") from exc
-    logger.warning("Report %s attempt %d failed, will retry: %s", report.pk, attempts, reason)
+    logger.warning("Report %s attempt %d failed: %s", report.pk, report.attempts, reason)
     raise exc
+
+
+def fail_for_dead_job(reports: QuerySet[Report], error: str) -> int:
+    """The job of these reports is dead for good: each still waiting or running ends
+    `failed` with the job's error (an `on_dead` hook; safe to run twice)."""
+    reason = (error or "The report's job failed.")[:ERROR_LIMIT]
+    return reports.filter(status__in=Report.ACTIVE).update(
+        status=Report.Status.FAILED, error=reason, progress=0, rows_done=0, finished_at=timezone.now()
+    )
+
+
+def requeue_for_retried_job(reports: QuerySet[Report]) -> int:
+    """An operator retried the dead job of these reports: each failed one waits again
+    (an `on_retry` hook, in the operator's transaction)."""
+    return reports.filter(status=Report.Status.FAILED).update(
+        status=Report.Status.QUEUED, error="", progress=0, rows_done=0, finished_at=None
+    )
 
 
 # --- Expiring --------------------------------------------------------------------------

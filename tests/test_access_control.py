@@ -60,7 +60,7 @@ def owner_reports(products: Any) -> list[Report]:
     """Reports of one user in every state, one of them with its file."""
     owner = _user("ada")
     finished = new_report(owner, "low_stock", threshold=100)
-    services.generate_report(str(finished.id), max_attempts=1)
+    services.generate_report(str(finished.id))
     reports = [Report.objects.get(pk=finished.pk)]
     for status in ("queued", "running", "failed", "cancelled", "expired"):
         report = new_report(owner, "low_stock", threshold=len(reports) + 1)
@@ -144,7 +144,7 @@ def test_another_api_key_gets_404_for_every_report_and_order_id(api: Any, client
         ],
         "orders": [api.post("/api/orders/", order_body()).json()["id"] for _ in range(3)],
     }
-    services.generate_report(ids["reports"][0], max_attempts=1)
+    services.generate_report(ids["reports"][0])
     _, other_key = ApiKey.issue("other")
     other = {"Authorization": f"Bearer {other_key}"}
 

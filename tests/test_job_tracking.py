@@ -182,3 +182,23 @@ def test_a_late_wait_from_another_process_never_overwrites_the_outcome_of_the_sa
 
     job.refresh_from_db()
     assert (job.status, job.attempts) == ("succeeded", 1)
+
+
+def test_an_age_limited_message_ends_dead_with_its_reason(stub_broker):
+    import time
+
+    import dramatiq
+
+    job = jobs.enqueue(flaky, "too-old", 0, options={"max_age": 50})  # sent at once: no transaction
+    time.sleep(0.2)  # no worker yet: it waits past its age limit
+    worker = dramatiq.Worker(stub_broker, worker_timeout=50, worker_threads=1)
+    worker.start()
+    try:
+        drain(stub_broker, worker)
+    finally:
+        worker.stop()
+
+    job.refresh_from_db()
+    assert job.status == "dead"
+    assert "age limit (50 ms)" in job.last_error
+    assert calls == []

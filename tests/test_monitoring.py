@@ -180,7 +180,7 @@ def test_old_finished_jobs_are_pruned_in_batches_and_dead_ones_kept(settings, mo
     settings.BUZZER_JOB_RETENTION_DAYS = 14
     monkeypatch.setattr(monitoring, "PRUNE_BATCH", 2)
     old = timezone.now() - timedelta(days=15)
-    for status in ("succeeded", "succeeded", "failed", "discarded", "succeeded"):
+    for status in ("succeeded", "succeeded", "discarded", "discarded", "succeeded"):
         Job.objects.create(actor_name="x", status=status, created_at=old, finished_at=old)
     dead = Job.objects.create(actor_name="x", status="dead", created_at=old, finished_at=old)
     recent = Job.objects.create(actor_name="x", status="succeeded", finished_at=timezone.now() - timedelta(days=13))
@@ -188,6 +188,20 @@ def test_old_finished_jobs_are_pruned_in_batches_and_dead_ones_kept(settings, mo
 
     assert monitoring.prune_finished_jobs() == 5
     assert set(Job.objects.values_list("pk", flat=True)) == {dead.pk, recent.pk, waiting.pk}
+
+
+def test_pruning_a_job_keeps_its_audit_trail(settings, operator):
+    from jobs.models import JobAction
+
+    settings.BUZZER_JOB_RETENTION_DAYS = 14
+    old = timezone.now() - timedelta(days=15)
+    job = Job.objects.create(actor_name="x", status="discarded", created_at=old, finished_at=old)
+    JobAction.objects.create(job=job, kind=JobAction.Kind.DISCARD, user=operator, reason="refunded by phone")
+
+    assert monitoring.prune_finished_jobs() == 1
+
+    action = JobAction.objects.get()
+    assert (action.job_id, action.job_ref, action.user, action.reason) == (None, job.pk, operator, "refunded by phone")
 
 
 def test_the_scheduler_samples_every_interval_and_prunes_hourly(settings):

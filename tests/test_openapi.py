@@ -251,7 +251,7 @@ def test_report_reads_answer_every_documented_status(
 
     queued = send(f"/api/reports/{report_id}/{suffix}")
     assert queued.status_code == (200 if not suffix else 404)
-    services.generate_report(report_id, max_attempts=1)
+    services.generate_report(report_id)
     done = send(f"/api/reports/{report_id}/{suffix}")
     assert done.status_code == 200
     if suffix:
@@ -271,7 +271,7 @@ def test_report_reads_answer_every_documented_status(
 def test_a_report_whose_file_is_gone_is_a_json_404(client: Client, doc: dict[str, Any], api_key: str) -> None:
     send = Exercise(client, doc, "/api/reports/{report_id}/download", "GET", api_key)
     report_id = Exercise(client, doc, "/api/reports/", "POST", api_key)("/api/reports/", REPORT).json()["id"]
-    services.generate_report(report_id, max_attempts=1)
+    services.generate_report(report_id)
     report = Report.objects.get(pk=report_id)
     report.file.storage.delete(report.file.name)
 

@@ -109,6 +109,42 @@ def test_admin_shows_next_runs_and_has_run_now_and_pause(operator):
     assert not Schedule.objects.get(pk=schedule.pk).enabled
     client.post(f"/admin/jobs/schedule/{schedule.pk}/pause/")
     assert Schedule.objects.get(pk=schedule.pk).enabled
+    # Every one of them is in the audit log, with who did it.
+    from jobs.models import JobAction
+
+    audit = list(JobAction.objects.order_by("at", "pk").values_list("kind", "user", "subject"))
+    subject = f"schedule {schedule.pk}: {schedule.name}"
+    assert audit == [
+        ("run_now", operator.pk, subject),
+        ("pause", operator.pk, subject),
+        ("resume", operator.pk, subject),
+    ]
+    assert JobAction.objects.get(kind="run_now").job_ref == Job.objects.get(object_id=str(schedule.pk)).pk
+
+
+def test_periodic_jobs_fire_when_the_scheduler_starts_not_one_interval_later():
+    from django.utils import timezone
+
+    from jobs.management.commands.runscheduler import build_scheduler
+
+    started = timezone.now()
+    periodic = [job for job in build_scheduler().get_jobs() if job.id.startswith("periodic:")]
+
+    assert periodic, "no @periodic job registered"
+    for job in periodic:
+        assert job.next_run_time <= started + timedelta(seconds=1), (job.id, job.next_run_time)
+
+
+def test_an_hourly_job_runs_every_hour_though_its_scheduler_restarts_every_20_minutes():
+    from jobs.periodic import Periodic, enqueue_due
+
+    entry = Periodic("prune_idempotency_keys", 3600)
+    start = datetime(2026, 11, 29, 10, 5, tzinfo=UTC).timestamp()
+    for restart in range(9):  # three hours; each scheduler fires at its start, then dies before the hour
+        enqueue_due(entry, now=start + restart * 1200)
+
+    slots = sorted(Job.objects.filter(key__startswith="periodic:prune_idempotency_keys:").values_list("key", flat=True))
+    assert len(slots) == 3  # 10:05-11:00, 11:00-12:00, 12:00-13:00: one run each, none twice
 
 
 def test_run_now_and_pause_need_their_permission(viewer):

@@ -53,6 +53,6 @@ def user_client(client: Client, user: Any) -> Client:
 def finished(user, products):
     """A low-stock report of `user`, generated."""
     report = new_report(user, "low_stock", threshold=100)
-    services.generate_report(str(report.id), max_attempts=1)
+    services.generate_report(str(report.id))
     report.refresh_from_db()
     return report

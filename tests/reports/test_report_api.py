@@ -35,7 +35,7 @@ def test_the_status_and_the_file_follow_the_report(api, products):
     from reports import services
 
     report_id = api.post("/api/reports/", BODY).json()["id"]
-    services.generate_report(report_id, max_attempts=1)
+    services.generate_report(report_id)
 
     doc = api.get(f"/api/reports/{report_id}/").json()
     download = api.get(doc["download_url"])

@@ -46,7 +46,7 @@ def test_rows_are_read_in_chunks_and_all_written(user, hundred_items, settings):
     settings.BUZZER_REPORT_CHUNK_SIZE = 30
     report = orders_report(user)
 
-    services.generate_report(str(report.id), max_attempts=1)
+    services.generate_report(str(report.id))
 
     report.refresh_from_db()
     assert (report.status, report.row_count, report.total_rows, report.progress) == ("succeeded", 100, 100, 100)
@@ -62,7 +62,7 @@ def test_progress_is_written_at_most_once_per_interval_not_per_row(user, hundred
     report = orders_report(user)
 
     with CaptureQueriesContext(connection) as queries:
-        services.generate_report(str(report.id), max_attempts=1)
+        services.generate_report(str(report.id))
 
     assert progress_writes(queries.captured_queries) == []  # 10 chunks, none an interval apart
     assert Report.objects.get(pk=report.pk).progress == 100
@@ -80,7 +80,7 @@ def test_progress_is_written_at_chunk_boundaries_when_due(user, hundred_items, n
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(services._Checkpoints, "reached", spy)
-        services.generate_report(str(report.id), max_attempts=1)
+        services.generate_report(str(report.id))
 
     assert seen == [(n, min(n, 99)) for n in range(10, 101, 10)]
 
@@ -99,7 +99,7 @@ def test_cancelling_a_running_report_stops_it_and_removes_its_partial_file(
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(services._Checkpoints, "reached", cancel_after_three_chunks)
-        services.generate_report(str(report.id), max_attempts=1)
+        services.generate_report(str(report.id))
 
     report.refresh_from_db()
     assert report.status == "cancelled"
@@ -119,7 +119,7 @@ def test_a_failed_attempt_requeues_the_report_and_raises_for_a_retry(user, hundr
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(services._Checkpoints, "reached", broken)
         with pytest.raises(OSError, match="disk full"):
-            services.generate_report(str(report.id), max_attempts=3)
+            services.generate_report(str(report.id))
 
     report.refresh_from_db()
     assert (report.status, report.attempts, report.error) == ("queued", 1, "OSError: disk full")
@@ -127,23 +127,41 @@ def test_a_failed_attempt_requeues_the_report_and_raises_for_a_retry(user, hundr
     assert leftover_temp_files() == before
 
 
-def test_the_last_attempt_failing_ends_the_report_failed_with_its_reason(user, hundred_items, no_throttle, media_root):
+@pytest.mark.django_db(transaction=True)
+def test_a_report_fails_only_when_its_job_is_dead_and_comes_back_when_the_job_is_retried(
+    user, hundred_items, no_throttle, media_root, stub_broker, stub_worker, operator
+):
+    from jobs import dlq
+    from jobs.models import Job
+    from tests.support.stub import drain
+
     report = orders_report(user)
+    job = jobs.enqueue("generate_report", str(report.id), obj=report, options={"max_retries": 1, "min_backoff": 10})
 
     def broken(self, done):
         raise OSError("disk full")
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(services._Checkpoints, "reached", broken)
-        with pytest.raises(OSError):
-            services.generate_report(str(report.id), max_attempts=2)
-        with pytest.raises(jobs.PermanentError, match="after 2 attempt"):
-            services.generate_report(str(report.id), max_attempts=2)
+        drain(stub_broker, stub_worker)  # two attempts, dead; then its on_dead hook runs
+        drain(stub_broker, stub_worker)
 
+    job.refresh_from_db()
     report.refresh_from_db()
-    assert (report.status, report.attempts, report.error) == ("failed", 2, "OSError: disk full")
+    assert (job.status, job.attempts) == ("dead", 2)
+    assert (report.status, report.error) == ("failed", "OSError: disk full")
     assert report.finished_at is not None
     assert files_under(media_root) == []
+
+    assert dlq.retry(job.pk, user=operator) is True  # the disk was cleaned up: Retry
+    report.refresh_from_db()
+    assert (report.status, report.error) == ("queued", "")  # back with its job, in the same transaction
+    drain(stub_broker, stub_worker)
+
+    report.refresh_from_db()
+    assert Job.objects.get(pk=job.pk).status == "succeeded"
+    assert (report.status, report.row_count) == ("succeeded", 100)
+    assert len(csv_rows(csv_text(report))) == 101
 
 
 def test_a_failure_while_storing_the_file_leaves_no_file(user, hundred_items, media_root, monkeypatch):
@@ -156,20 +174,20 @@ def test_a_failure_while_storing_the_file_leaves_no_file(user, hundred_items, me
         return original_update(self, **values)
 
     monkeypatch.setattr(QuerySet, "update", update)  # only the final "succeeded" update fails
-    with pytest.raises(jobs.PermanentError):
-        services.generate_report(str(report.id), max_attempts=1)
+    with pytest.raises(RuntimeError):
+        services.generate_report(str(report.id))
 
     assert files_under(media_root) == []
-    assert Report.objects.get(pk=report.pk).status == "failed"
+    assert Report.objects.get(pk=report.pk).status == "queued"  # waits for its job's next try
 
 
 def test_a_second_delivery_of_a_finished_report_does_nothing(user, hundred_items, media_root):
     report = orders_report(user)
-    services.generate_report(str(report.id), max_attempts=1)
+    services.generate_report(str(report.id))
     report.refresh_from_db()
 
     with CaptureQueriesContext(connection) as queries:
-        services.generate_report(str(report.id), max_attempts=1)
+        services.generate_report(str(report.id))
 
     assert len(queries.captured_queries) == 1  # read the report, see it finished, stop
     assert Report.objects.get(pk=report.pk).finished_at == report.finished_at
@@ -180,17 +198,26 @@ def test_a_report_cancelled_while_queued_is_never_generated(user, hundred_items,
     report = orders_report(user)
     assert services.cancel_report(report)
 
-    services.generate_report(str(report.id), max_attempts=1)
+    services.generate_report(str(report.id))
 
     report.refresh_from_db()
     assert (report.status, report.attempts) == ("cancelled", 0)
     assert files_under(media_root) == []
 
 
-def test_a_report_of_an_unknown_kind_fails_at_once(user):
+@pytest.mark.django_db(transaction=True)
+def test_a_report_of_an_unknown_kind_fails_at_once(user, stub_broker, stub_worker):
+    from tests.support.stub import drain
+
     report = new_report(user, "nonsense")
-
     with pytest.raises(jobs.PermanentError, match="Unknown report kind"):
-        services.generate_report(str(report.id), max_attempts=5)
+        services.generate_report(str(report.id))
+    job = jobs.enqueue("generate_report", str(report.id), obj=report)
 
-    assert Report.objects.get(pk=report.pk).status == "failed"
+    drain(stub_broker, stub_worker)  # a PermanentError: dead at the first attempt
+    drain(stub_broker, stub_worker)  # its on_dead hook
+
+    job.refresh_from_db()
+    report.refresh_from_db()
+    assert (job.status, job.attempts) == ("dead", 1)
+    assert report.status == "failed" and "Unknown report kind" in report.error

@@ -27,7 +27,7 @@ def november(products):
 
 
 def generate(report):
-    services.generate_report(str(report.id), max_attempts=1)
+    services.generate_report(str(report.id))
     report.refresh_from_db()
     assert report.status == "succeeded", report.error
     return csv_text(report)

@@ -37,7 +37,7 @@ def test_a_fire_makes_one_report_and_emails_it_once_even_if_its_job_runs_twice(p
     set_current_job("9b2f6f0e-0000-4000-8000-000000000001")
     try:
         for _ in range(2):  # the same job delivered twice
-            scheduled.run_scheduled_report("low_stock", {}, ["ops@example.com"], "Hourly", max_attempts=4)
+            scheduled.run_scheduled_report("low_stock", {}, ["ops@example.com"], "Hourly")
     finally:
         set_current_job(None)
 
@@ -52,7 +52,7 @@ def test_a_fire_makes_one_report_and_emails_it_once_even_if_its_job_runs_twice(p
 
 def test_a_big_report_is_emailed_as_a_signed_link_that_works_without_an_account(products, settings):
     settings.BUZZER_REPORT_ATTACH_MAX_BYTES = 10
-    scheduled.run_scheduled_report("low_stock", {}, ["ops@example.com"], "Hourly", max_attempts=4)
+    scheduled.run_scheduled_report("low_stock", {}, ["ops@example.com"], "Hourly")
 
     body = mail.outbox[0].body
     assert not mail.outbox[0].attachments
@@ -64,11 +64,37 @@ def test_a_big_report_is_emailed_as_a_signed_link_that_works_without_an_account(
     assert Client().get(path[:-3] + "xyz").status_code == 404  # a tampered token
 
 
+def test_a_dead_scheduled_report_job_fails_its_report_and_a_retry_brings_it_back(products, operator, stub_broker):
+    from jobs import dlq, lifecycle
+    from jobs.models import Job
+
+    job = Job.objects.create(
+        actor_name="run_scheduled_report",
+        kwargs={"kind": "low_stock", "parameters": {}, "recipients": ["ops@example.com"], "schedule": "Hourly"},
+        status=Job.Status.DEAD,
+        last_error="OSError: disk full",
+    )
+    set_current_job(job.pk)
+    try:
+        report = scheduled.report_for_fire("low_stock", {}, ["ops@example.com"], "Hourly")
+    finally:
+        set_current_job(None)
+    assert lifecycle.hooks_for("run_scheduled_report", "dead")
+
+    lifecycle.run("dead", job)
+    report.refresh_from_db()
+    assert (report.status, report.error) == ("failed", "OSError: disk full")
+
+    assert dlq.retry(job.pk, user=operator) is True
+    report.refresh_from_db()
+    assert report.status == "queued"
+
+
 def test_a_schedule_with_a_bad_kind_is_a_permanent_error():
     import jobs
 
     with pytest.raises(jobs.PermanentError, match="no report kind"):
-        scheduled.run_scheduled_report("nope", {}, [], "Broken", max_attempts=4)
+        scheduled.run_scheduled_report("nope", {}, [], "Broken")
     assert Report.objects.count() == 0
 
 

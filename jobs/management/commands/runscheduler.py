@@ -146,6 +146,9 @@ def build_scheduler() -> BackgroundScheduler:
     # Queue health: a sample of every queue and the alerts every few seconds, pruning hourly.
     add_queue_health_jobs(scheduler)
     for entry in registered():
+        # First fire at start, not one interval later: a scheduler restarted (or handed
+        # over) more often than the interval would otherwise never run the job. The slot
+        # key makes the start's fire and a fire already written this slot one job.
         scheduler.add_job(
             enqueue_periodic,
             "interval",
@@ -154,6 +157,7 @@ def build_scheduler() -> BackgroundScheduler:
             id=f"periodic:{entry.actor_name}",
             max_instances=1,
             coalesce=True,
+            next_run_time=timezone.now(),
         )
     sync = ScheduleSync(scheduler)
     scheduler.add_job(
