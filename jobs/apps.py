@@ -17,6 +17,9 @@ class JobsConfig(AppConfig):
 
         from django.contrib import admin
 
-        from jobs import dashboard
+        from jobs import (
+            dashboard,
+            tasks,  # noqa: F401 - its actors (lifecycle hooks) exist in every process
+        )
 
         dashboard.install(admin.site)  # /admin/jobs/dashboard/

@@ -8,6 +8,7 @@ import logging
 import random
 import signal
 import threading
+import time
 import traceback
 import uuid
 from typing import Any
@@ -174,6 +175,9 @@ class JobTracking(Middleware):
 
             def on_stop(number: int, frame: Any, previous: Any = previous) -> None:
                 self._stopping.set()
+                logger.warning(
+                    "Signal %d: no job starts in this worker process from now on (at %.6f)", number, time.time()
+                )
                 previous(number, frame)
 
             signal.signal(signum, on_stop)

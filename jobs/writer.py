@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -250,13 +250,20 @@ def _enqueue_dead_hooks(dead: list[Finished]) -> None:
     from jobs.services import enqueue
 
     for finish in dead:
-        if finish.actor_name and lifecycle.hooks_for(finish.actor_name, "dead"):
-            enqueue(
-                "run_dead_hooks",
-                str(finish.job_id),
-                finish.generation,
-                key=f"lifecycle:dead:{finish.job_id}:{finish.generation}",
-            )
+        if not (finish.actor_name and lifecycle.hooks_for(finish.actor_name, "dead")):
+            continue
+        try:
+            with transaction.atomic():
+                enqueue(
+                    "run_dead_hooks",
+                    str(finish.job_id),
+                    finish.generation,
+                    key=f"lifecycle:dead:{finish.job_id}:{finish.generation}",
+                )
+        except DatabaseError:
+            raise  # the whole batch is tried again
+        except Exception:  # a bug must not keep the job states from being written
+            logger.exception("Could not write the dead hooks of job %s", finish.job_id)
 
 
 def _record_failed_attempts(failed: list[Finished]) -> None:

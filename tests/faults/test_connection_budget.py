@@ -15,6 +15,7 @@ from jobs.models import Job
 from tests.faults.conftest import FaultStack, job_counts, wait_for_effects
 from tests.faults.test_worker_kill import place_orders
 from tests.support import email, pgbouncer
+from tests.support.data import order_jobs
 from tests.support.figures import record
 from tests.support.postgres_server import PostgresServer
 from tests.support.waiting import wait_until
@@ -60,7 +61,7 @@ def run_1000_orders(database: PostgresServer, stack: FaultStack, **env: str) -> 
         sampler.join()
     logs = workers.output() + "".join(path.read_text(errors="replace") for path in stack.logs.glob("*.log"))
     assert logs.count("too many clients") == 0, "the server ran out of connections"
-    assert Job.objects.filter(status=Job.Status.SUCCEEDED).count() == 3 * ORDERS
+    assert order_jobs().filter(status=Job.Status.SUCCEEDED).count() == 3 * ORDERS
     return {"seconds": time.monotonic() - started, "peak": peak[0], "emails": effects["emails"]}
 
 

@@ -12,7 +12,7 @@ import pytest
 from jobs.models import Job
 from orders.models import Order
 from tests.faults.conftest import FaultStack, wait_for_effects
-from tests.support.data import order_body
+from tests.support.data import order_body, order_jobs
 from tests.support.figures import record
 from tests.support.workers import ROOT
 
@@ -54,7 +54,7 @@ def test_a_crash_after_every_commit_loses_no_order(stack: FaultStack, stocked: d
     stack.workers(processes=1, threads=8)
     effects = wait_for_effects(list(Order.objects.all()), timeout=120)
     took = time.monotonic() - started
-    assert Job.objects.exclude(status=Job.Status.SUCCEEDED).count() == 0
+    assert order_jobs().exclude(status=Job.Status.SUCCEEDED).count() == 0
     record(
         f"Crash after COMMIT: {ORDERS}/{ORDERS} web processes killed between commit and send; "
         f"{effects['emails']}/{ORDERS} emails, stock {effects['stock_taken']}/{effects['stock_expected']}, "

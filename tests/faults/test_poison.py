@@ -14,6 +14,7 @@ from orders import services
 from orders.models import Order
 from tests.faults.conftest import FaultStack, job_counts, wait_for_effects
 from tests.support import email
+from tests.support.data import order_jobs
 from tests.support.figures import record
 from tests.support.waiting import wait_until
 
@@ -64,7 +65,7 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_and_its_neighbours_complet
         what="the poison order's stock and sales jobs succeeded",
     )
     assert email.confirmation_id(poison.pk) not in {m["id"] for m in email.sent()}
-    neighbour_jobs = Job.objects.exclude(object_id=str(poison.pk))
+    neighbour_jobs = order_jobs().exclude(object_id=str(poison.pk))
     assert neighbour_jobs.count() == 999
     # A row can trail its effect: a worker that died after acking lost its unwritten rows, and
     # the job is re-sent (and found done) once Redis is seen to hold no message for it.

@@ -15,6 +15,7 @@ from jobs.models import Job
 from orders.models import Order
 from tests.faults.conftest import FaultStack, OrderLoad, job_counts, wait_for_effects
 from tests.support import email
+from tests.support.data import order_jobs
 from tests.support.figures import record
 from tests.support.http import request
 from tests.support.waiting import wait_until
@@ -81,7 +82,7 @@ def test_orders_survive_a_redis_crash(stack: FaultStack, stocked: dict, api_key:
     effects = wait_for_effects(orders, timeout=150)
     done_in = time.monotonic() - restarted_at
     wait_until(
-        lambda: Job.objects.filter(status=Job.Status.SUCCEEDED).count() == 3 * len(orders),
+        lambda: order_jobs().filter(status=Job.Status.SUCCEEDED).count() == 3 * len(orders),
         timeout=120,
         what=f"every job row succeeded ({job_counts()})",
     )

@@ -14,6 +14,7 @@ from orders import services
 from orders.models import Order
 from tests.faults.conftest import FaultStack, all_effects_once, order_effects, wait_for_effects
 from tests.support import email
+from tests.support.data import order_jobs
 from tests.support.figures import record
 from tests.support.waiting import wait_until
 
@@ -56,7 +57,7 @@ def test_sigkill_of_a_busy_worker_loses_nothing_and_doubles_nothing(stack: Fault
     wait_for_effects(orders, timeout=20 + 60)
     recovered = time.monotonic() - killed_at
     wait_until(
-        lambda: Job.objects.filter(status=Job.Status.SUCCEEDED).count() == 3 * ORDERS,
+        lambda: order_jobs().filter(status=Job.Status.SUCCEEDED).count() == 3 * ORDERS,
         timeout=30,
         what="every job row succeeded",
     )

@@ -9,7 +9,7 @@ import jobs
 from jobs.models import Effect, Job
 from orders.models import DailySales, Order, Product
 from tests.support import email
-from tests.support.data import order_body
+from tests.support.data import order_body, order_jobs
 from tests.support.http import request
 from tests.support.waiting import wait_until
 from tests.support.workers import scheduler_process
@@ -97,4 +97,4 @@ def test_jobs_never_dispatched_are_sent_by_the_scheduler_sweep(products, worker_
     with scheduler_process(BUZZER_SWEEP_AFTER_SECONDS="0.5", BUZZER_SWEEP_INTERVAL_SECONDS="0.5") as scheduler:
         wait_until(all_jobs_finished(3), timeout=60, what="the swept jobs to finish")
     assert scheduler.returncode == 0
-    assert set(Job.objects.values_list("status", flat=True)) == {"succeeded"}
+    assert set(order_jobs().values_list("status", flat=True)) == {"succeeded"}

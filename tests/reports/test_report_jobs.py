@@ -35,9 +35,11 @@ def test_a_report_that_cannot_be_generated_ends_failed_and_its_job_dead(stub_bro
     with transaction.atomic():
         jobs.enqueue("generate_report", str(report.id), obj=report)  # dispatched on commit
 
-    run(stub_broker, stub_worker)
+    run(stub_broker, stub_worker)  # dead at once (a PermanentError)...
+    run(stub_broker, stub_worker)  # ...and its on_dead hook, a job written with the dead row
 
     report.refresh_from_db()
     assert report.status == "failed"
     assert "Unknown report kind" in report.error
-    assert Job.objects.get().status == "dead"
+    assert Job.objects.get(actor_name="generate_report").status == "dead"
+    assert Job.objects.get(actor_name="run_dead_hooks").status == "succeeded"

@@ -5,6 +5,13 @@ from django.db import transaction
 QUICK_RETRIES = {"max_retries": 2, "min_backoff": 100, "max_backoff": 200}
 
 
+def order_jobs() -> Any:
+    """The jobs of orders: a scheduler also writes its @periodic jobs when it starts."""
+    from jobs.models import Job
+
+    return Job.objects.filter(object_type="orders.order")
+
+
 def order_body(**overrides: Any) -> dict[str, Any]:
     body = {
         "email": "ada@example.com",

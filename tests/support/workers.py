@@ -133,8 +133,12 @@ class WorkerProcess:
         return [pid for pid in descendants(self.proc.pid) if not child_pids(pid)]
 
     def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-5000:]
+        return self.output_all()[-5000:]
+
+    def output_all(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:
