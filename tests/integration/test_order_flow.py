@@ -23,7 +23,7 @@ def place(live_server, api_key, body, **headers):
 
 def all_jobs_finished(count):
     def check():
-        return Job.objects.filter(status__in=Job.FINISHED).count() == count
+        return order_jobs().filter(status__in=Job.FINISHED).count() == count
 
     return check
 
