@@ -250,7 +250,7 @@ BUZZER_SCHEDULE_SYNC_SECONDS = env.float("BUZZER_SCHEDULE_SYNC_SECONDS", default
 BUZZER_SCHEDULE_LATE_SECONDS = env.float("BUZZER_SCHEDULE_LATE_SECONDS", default=60.0)
 # A job whose deliveries killed their worker this many times goes to the DLQ instead.
 BUZZER_MAX_WORKER_CRASHES = env.int("BUZZER_MAX_WORKER_CRASHES", default=2)
-# A job that could not reach the database or Redis (or found its external effect being
+# A job that could not reach the database (or found its external effect being
 # done by another delivery) runs again as the same attempt after a backoff from MIN to
 # MAX, using none of its retries, up to BUZZER_WAIT_LIMIT times (about 2 hours).
 BUZZER_WAIT_MIN_BACKOFF_MS = env.int("BUZZER_WAIT_MIN_BACKOFF_MS", default=500)

@@ -30,7 +30,7 @@ class Retries(DramatiqRetries):
     """Dramatiq's retries with Buzzer's defaults: a few retries with exponential
     backoff and jitter instead of 20 retries over five weeks.
 
-    A job that failed because the database or Redis did not answer, or because another
+    A job that failed because the database did not answer, or because another
     delivery is doing its external effect right now (`jobs.infra`), is not at fault: it
     goes back to the queue as the same attempt, after a short backoff (capped at
     BUZZER_WAIT_MAX_BACKOFF_MS), without using up a retry, up to BUZZER_WAIT_LIMIT times.
@@ -56,9 +56,11 @@ class Retries(DramatiqRetries):
 
         from jobs.claims import claims_for, release_later
         from jobs.effects import EffectInProgress
-        from jobs.infra import is_infrastructure_error
+        from jobs.infra import is_database_unavailable
 
-        if not (isinstance(exception, EffectInProgress) or is_infrastructure_error(exception)):
+        # Redis errors keep the ordinary retry: with Redis away the claim cannot be released,
+        # and a new attempt number is what lets the next delivery run.
+        if not (isinstance(exception, EffectInProgress) or is_database_unavailable(exception)):
             return False
         waits = message.options.get("buzzer_waits", 0)
         if waits >= settings.BUZZER_WAIT_LIMIT:
