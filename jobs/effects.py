@@ -147,15 +147,9 @@ class Lease:
     def acquire(self) -> None:
         import time
 
-        taken = self.client.eval(
-            _LEASE_SCRIPT,
-            2,
-            self.key,
-            self.heartbeats,
-            self.holder,
-            int(time.time() * 1000),
-            self.dead_after_ms,
-            self.ttl,
+        taken = self.client.register_script(_LEASE_SCRIPT)(
+            keys=[self.key, self.heartbeats],
+            args=[self.holder, int(time.time() * 1000), self.dead_after_ms, self.ttl],
         )
         if taken != 1:
             held = taken.decode() if isinstance(taken, bytes) else str(taken)
@@ -163,7 +157,7 @@ class Lease:
 
     def release(self) -> None:
         try:
-            self.client.eval(_RELEASE_SCRIPT, 1, self.key, self.holder)
+            self.client.register_script(_RELEASE_SCRIPT)(keys=[self.key], args=[self.holder])
         except Exception:  # it expires; only a live holder's lease is ever waited for
             logger.warning("Could not release %s", self.key, exc_info=True)
 
