@@ -19,15 +19,18 @@ class Job(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending", "pending"  # written, not yet handed to the broker
+        SCHEDULED = "scheduled", "scheduled"  # a delayed job: written, handed to the broker at `due_at`
         ENQUEUED = "enqueued", "enqueued"  # in Redis, waiting for a worker
         RUNNING = "running", "running"
         RETRYING = "retrying", "retrying"  # an attempt failed, another one is scheduled
         SUCCEEDED = "succeeded", "succeeded"
         DEAD = "dead", "dead"  # out of retries, a permanent error or a crash loop: the DLQ
         DISCARDED = "discarded", "discarded"  # taken out of the DLQ by an operator, with a reason
+        CANCELLED = "cancelled", "cancelled"  # cancelled before or while it ran (jobs.cancel)
 
-    WAITING = (Status.PENDING, Status.ENQUEUED, Status.RETRYING)
-    FINISHED = (Status.SUCCEEDED, Status.DEAD, Status.DISCARDED)
+    WAITING = (Status.PENDING, Status.SCHEDULED, Status.ENQUEUED, Status.RETRYING)
+    FINISHED = (Status.SUCCEEDED, Status.DEAD, Status.DISCARDED, Status.CANCELLED)
+    CANCELLABLE = (*WAITING, Status.RUNNING)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     actor_name = models.CharField(max_length=200)
@@ -47,6 +50,7 @@ class Job(models.Model):
     # Redis' own id of the delivery that died, to take it out of Dramatiq's dead-letter set.
     broker_message_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    due_at = models.DateTimeField(null=True, blank=True)  # a delayed job runs at (not before) this time
     enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -61,10 +65,13 @@ class Job(models.Model):
             models.Index(fields=["actor_name", "-created_at"], name="job_actor_created_idx"),
             models.Index(fields=["queue_name", "-created_at"], name="job_queue_created_idx"),
             models.Index(fields=["status", "finished_at"], name="job_status_finished_idx"),
+            models.Index(fields=["status", "due_at"], name="job_status_due_idx"),
         ]
         permissions = [
             ("retry_job", "Can retry dead jobs"),
             ("discard_job", "Can discard dead jobs"),
+            ("cancel_job", "Can cancel waiting and running jobs"),
+            ("requeue_job", "Can requeue stalled and lost jobs now"),
         ]
 
     def __str__(self) -> str:
@@ -131,6 +138,9 @@ class JobAction(models.Model):
         RUN_NOW = "run_now", "schedule run now"
         PAUSE = "pause", "schedule paused"
         RESUME = "resume", "schedule resumed"
+        CANCEL = "cancel", "cancelled"
+        CANCEL_REQUESTED = "cancel_request", "cancellation requested (running)"
+        REQUEUE = "requeue", "requeued now"
 
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="actions")
     job_ref = models.UUIDField(null=True, blank=True, db_index=True)  # kept after the job is deleted
