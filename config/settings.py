@@ -228,6 +228,11 @@ BUZZER_DISPATCH_TIMEOUT_SECONDS = env.float("BUZZER_DISPATCH_TIMEOUT_SECONDS", d
 # After a refused send, sends after commit leave jobs to the sweep for this long.
 BUZZER_DISPATCH_BACKOFF_SECONDS = env.float("BUZZER_DISPATCH_BACKOFF_SECONDS", default=2.0)
 BUZZER_SWEEP_INTERVAL_SECONDS = env.float("BUZZER_SWEEP_INTERVAL_SECONDS", default=2.0)
+# Delayed jobs (`jobs.enqueue(..., delay=...)`) are handed to Redis by the active
+# scheduler, which looks for due ones this often; an idle worker polls its queues every
+# BUZZER_WORKER_POLL_MS. Together: a delayed job starts well within a second of its time.
+BUZZER_DUE_POLL_SECONDS = env.float("BUZZER_DUE_POLL_SECONDS", default=0.25)
+BUZZER_WORKER_POLL_MS = env.int("BUZZER_WORKER_POLL_MS", default=250)
 # How long a worker's claim on a job is remembered in Redis: a duplicate delivery within
 # this window is skipped (the effects ledger still guards side effects after it).
 BUZZER_CLAIM_TTL_SECONDS = env.int("BUZZER_CLAIM_TTL_SECONDS", default=86_400)

@@ -9,13 +9,19 @@ from typing import Any
 from jobs.actors import actor
 from jobs.errors import PermanentError
 from jobs.events import subscribe
-from jobs.lifecycle import on_dead, on_discard, on_retry
+from jobs.lifecycle import on_cancel, on_dead, on_discard, on_retry
 from jobs.periodic import periodic
 
 __all__ = [
+    "CancelUnavailable",
+    "Cancelled",
     "PermanentError",
     "actor",
+    "cancel",
+    "cancel_requested",
+    "checkpoint",
     "enqueue",
+    "on_cancel",
     "on_dead",
     "on_discard",
     "on_retry",
@@ -49,3 +55,29 @@ def once(key: str, *, external: bool = False) -> Any:
     from jobs.effects import once as _once
 
     return _once(key, external=external)
+
+
+def cancel(job_or_id: Any, *, by: Any = None, reason: str = "") -> str | None:
+    from jobs.cancellation import cancel as _cancel
+
+    return _cancel(job_or_id, by=by, reason=reason)
+
+
+def cancel_requested() -> bool:
+    from jobs.cancellation import cancel_requested as _requested
+
+    return _requested()
+
+
+def checkpoint() -> None:
+    from jobs.cancellation import checkpoint as _checkpoint
+
+    _checkpoint()
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Cancelled", "CancelUnavailable"):
+        import jobs.cancellation as _cancel_module
+
+        return getattr(_cancel_module, name)
+    raise AttributeError(name)

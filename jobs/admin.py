@@ -26,7 +26,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from jobs import dlq, recovery, schedules
+from jobs import cancellation, dlq, recovery, schedules
 from jobs.models import Effect, Job, JobAction, Schedule
 
 try:  # django-dramatiq's Task admin tracks nothing here: Buzzer's Job does.
@@ -85,6 +85,26 @@ class CreatedFilter(admin.SimpleListFilter):
         return queryset.filter(created_at__gte=timezone.now() - window[1]) if window else queryset
 
 
+class StalledFilter(admin.SimpleListFilter):
+    """Jobs the automatic recovery will get to, for an operator who will not wait:
+    running on a worker that stopped beating, or waiting with no message in Redis."""
+
+    title = "stalled"
+    parameter_name = "stalled"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "stalled or lost")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        if self.value() != "yes":
+            return queryset
+        condition = recovery.stalled_filter()
+        if condition is None:
+            messages.warning(request, "Redis does not answer: stalled jobs cannot be told apart right now.")
+            return queryset.none()
+        return queryset.filter(condition)
+
+
 class ReadOnlyAdminMixin:
     """Rows that the system writes: an admin may look, never add, edit or delete."""
 
@@ -130,24 +150,27 @@ class JobActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["short_id", "actor_name", "queue_name", "status_badge", "attempts", "age", "run_time", "owner"]
-    list_filter = ["status", ActorFilter, QueueFilter, CreatedFilter]
+    list_filter = ["status", StalledFilter, ActorFilter, QueueFilter, CreatedFilter]
     search_fields = ["id"]  # handled in get_search_results: job id, object id, error text
     search_help_text = "A job id, the id of the object it belongs to, or words of its error."
     ordering = ["-created_at"]
     paginator = BoundedCountPaginator
     show_full_result_count = False
     list_per_page = 100
-    actions = ["retry_selected", "discard_selected"]
+    actions = ["retry_selected", "discard_selected", "cancel_selected", "requeue_selected"]
     fieldsets = [
         (None, {"fields": ["id", "status_badge", "actor_name", "queue_name", "owner", "event", "key"]}),
         ("Message", {"fields": ["arguments", "options_shown"]}),
-        ("Timings", {"fields": ["created_at", "enqueued_at", "started_at", "finished_at", "run_time", "worker"]}),
+        (
+            "Timings",
+            {"fields": ["created_at", "due_at", "enqueued_at", "started_at", "finished_at", "run_time", "worker"]},
+        ),
         ("Errors", {"fields": ["attempts", "error_shown", "traceback_shown", "attempt_history"]}),
         ("Operators", {"fields": ["action_history"]}),
     ]
     readonly_fields = [
         "id", "status_badge", "actor_name", "queue_name", "owner", "event", "key", "arguments", "options_shown",
-        "created_at", "enqueued_at", "started_at", "finished_at", "run_time", "worker", "attempts",
+        "created_at", "due_at", "enqueued_at", "started_at", "finished_at", "run_time", "worker", "attempts",
         "error_shown", "traceback_shown", "attempt_history", "action_history",
     ]  # fmt: skip
 
@@ -157,6 +180,12 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def has_discard_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("jobs.discard_job")
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("jobs.cancel_job")
+
+    def has_requeue_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("jobs.requeue_job")
 
     # --- list ---------------------------------------------------------------------------
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Job], search_term: str) -> Any:
@@ -180,6 +209,18 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return format_html(
                 '<span class="buzzer-status buzzer-status-dead" title="{}">running · stalled</span>',
                 f"worker {job.worker} sends no heartbeats: the recovery puts this job back in its queue",
+            )
+        if job.status == Job.Status.SCHEDULED and job.due_at:
+            due = timezone.localtime(job.due_at)
+            return format_html(
+                '<span class="buzzer-status buzzer-status-scheduled" title="due {}">scheduled · {}</span>',
+                f"{due:%Y-%m-%d %H:%M:%S %Z}",
+                f"in {timesince(timezone.now(), job.due_at)}" if job.due_at > timezone.now() else "due now",
+            )
+        if job.status == Job.Status.RUNNING and job.options.get("buzzer_cancel_requested"):
+            return format_html(
+                '<span class="buzzer-status buzzer-status-running" title="{}">running · cancelling</span>',
+                "cancellation requested: the job stops at its next checkpoint",
             )
         return format_html('<span class="buzzer-status buzzer-status-{}">{}</span>', job.status, job.status)
 
@@ -255,10 +296,14 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         job = self.get_object(request, object_id)
         dead = job is not None and job.status == Job.Status.DEAD
+        cancellable = job is not None and job.status in Job.CANCELLABLE
+        stalled = job is not None and job.status != Job.Status.SCHEDULED and _stalled(job)
         extra_context = {
             **(extra_context or {}),
             "can_retry": dead and self.has_retry_permission(request),
             "can_discard": dead and self.has_discard_permission(request),
+            "can_cancel": cancellable and self.has_cancel_permission(request),
+            "can_requeue": stalled and self.has_requeue_permission(request),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -300,6 +345,30 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             },
         )
 
+    @admin.action(description="Cancel the selected jobs", permissions=["cancel"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        ids = list(queryset.filter(status__in=Job.CANCELLABLE).values_list("pk", flat=True)[:1000])
+        try:
+            counts = cancellation.cancel_many(ids, by=request.user, reason=request.POST.get("reason", ""))
+        except cancellation.CancelUnavailable as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(
+            request,
+            f"Cancelled {counts['cancelled']} job(s); {counts['requested']} running job(s) asked to stop "
+            "at their next checkpoint.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Requeue the selected stalled or lost jobs now", permissions=["requeue"])
+    def requeue_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        candidates = queryset.filter(status__in=(Job.Status.RUNNING, Job.Status.ENQUEUED, Job.Status.RETRYING))
+        ids = list(candidates.values_list("pk", flat=True)[:1000])
+        count = sum(recovery.requeue_now(pk, user=request.user) for pk in ids)
+        skipped = len(ids) - count
+        note = f" {skipped} were neither stalled nor lost: left alone." if skipped else ""
+        self.message_user(request, f"Requeued {count} job(s) now.{note}", messages.SUCCESS)
+
     # --- dead-letter views --------------------------------------------------------------
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view
@@ -309,6 +378,8 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             path("retry-matching/", view(self.retry_matching_view), name="jobs_job_retry_matching"),
             path("<path:object_id>/retry/", view(self.retry_view), name="jobs_job_retry"),
             path("<path:object_id>/discard/", view(self.discard_view), name="jobs_job_discard"),
+            path("<path:object_id>/cancel/", view(self.cancel_view), name="jobs_job_cancel"),
+            path("<path:object_id>/requeue/", view(self.requeue_view), name="jobs_job_requeue"),
             *super().get_urls(),
         ]
 
@@ -347,6 +418,39 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         else:
             self.message_user(request, "That job is not dead (any more): nothing was sent.", messages.WARNING)
         return self._back(request, reverse("admin:jobs_job_change", args=[job.pk]))
+
+    @method_decorator(require_POST)
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        self._require(request, "cancel_job")
+        job = get_object_or_404(Job, pk=_uuid_or_404(object_id))
+        try:
+            outcome = cancellation.cancel(job.pk, by=request.user, reason=request.POST.get("reason", "").strip())
+        except cancellation.CancelUnavailable as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            outcome = ""
+        if outcome == cancellation.CANCELLED:
+            self.message_user(request, format_html("Cancelled job {}: it will not run.", job.pk), messages.SUCCESS)
+        elif outcome == cancellation.REQUESTED:
+            self.message_user(
+                request,
+                format_html("Job {} is running: it was asked to stop at its next checkpoint.", job.pk),
+                messages.SUCCESS,
+            )
+        elif outcome is None:
+            self.message_user(request, "That job has finished: nothing to cancel.", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
+
+    @method_decorator(require_POST)
+    def requeue_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        self._require(request, "requeue_job")
+        job = get_object_or_404(Job, pk=_uuid_or_404(object_id))
+        if recovery.requeue_now(job.pk, user=request.user):
+            self.message_user(request, format_html("Sent job {} again now.", job.pk), messages.SUCCESS)
+        else:
+            self.message_user(
+                request, "That job is neither stalled nor lost (any more): nothing was sent.", messages.WARNING
+            )
+        return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
 
     def discard_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         self._require(request, "discard_job")
@@ -392,6 +496,20 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         count = dlq.retry_many(changelist.get_queryset(filtered), user=request.user)
         self.message_user(request, f"Re-sent {count} dead job(s) matching the filter.", messages.SUCCESS)
         return HttpResponseRedirect(f"{reverse('admin:jobs_job_changelist')}?{query}")
+
+
+def _stalled(job: Job) -> bool:
+    """Running on a silent worker, or waiting with its message nowhere in Redis."""
+    if recovery.is_stalled(job, recovery.alive_workers_now()):
+        return True
+    if job.status in (Job.Status.ENQUEUED, Job.Status.RETRYING) and job.enqueued_at:
+        age = (timezone.now() - job.enqueued_at).total_seconds()
+        if age > settings.BUZZER_LOST_AFTER_SECONDS:
+            try:
+                return job.pk in recovery.lost_job_ids_among([job])
+            except Exception:  # noqa: BLE001 - Redis away: the page renders without the button
+                return False
+    return False
 
 
 def _uuid_or_404(value: str) -> uuid.UUID:

@@ -26,10 +26,12 @@ from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
-# KEYS: claim key, heartbeats sorted set. ARGV: attempt, worker, now ms, dead-after ms, ttl s.
-# Returns 1 when claimed, 0 when another delivery holds this attempt, or the holder's
-# id prefixed with "dead:" when it holds the same attempt but sends no more heartbeats.
+# KEYS: claim key, heartbeats sorted set, cancel mark. ARGV: attempt, worker, now ms,
+# dead-after ms, ttl s. Returns 1 when claimed, 0 when another delivery holds this
+# attempt, "cancelled" when the job was cancelled, or the holder's id prefixed with
+# "dead:" when it holds the same attempt but sends no more heartbeats.
 _CLAIM_SCRIPT = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'cancelled' end
 local current = redis.call('GET', KEYS[1])
 local attempt = tonumber(ARGV[1])
 if current then
@@ -76,6 +78,16 @@ end
 return 0
 """
 
+# KEYS: claim key, cancel mark. ARGV: mark ttl s. Marks the job cancelled (no delivery
+# claims it from now on) and returns {1 if this call set the mark, the claim or ''}.
+_CANCEL_SCRIPT = """
+local new = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1])
+return {new and 1 or 0, redis.call('GET', KEYS[1]) or ''}
+"""
+CANCELLED = "cancelled"
+# A cancelled job's mark outlives any message of it that Redis may still deliver.
+CANCEL_TTL_SECONDS = 7 * 86_400
+
 
 class Claims(Protocol):
     def claim(self, job_key: str, attempt: int, worker: str) -> bool | str: ...
@@ -85,6 +97,10 @@ class Claims(Protocol):
     def clear_crashes(self, job_key: str) -> None: ...
 
     def release(self, job_key: str, attempt: int, worker: str) -> bool: ...
+
+    def mark_cancelled(self, job_key: str) -> tuple[bool, str | None]: ...
+
+    def cancel_requested(self, job_key: str) -> bool: ...
 
 
 def job_key(job_id: str, generation: int) -> str:
@@ -98,18 +114,19 @@ class RedisClaims:
         self.dead_after_ms = int(dead_after_seconds * 1000)
         self.prefix = f"{broker.namespace}:buzzer:claim:"
         self.crash_prefix = f"{broker.namespace}:buzzer:crashes:"
+        self.cancel_prefix = f"{broker.namespace}:buzzer:cancel:"
         self.ttl = ttl_seconds
         self._claim = self.client.register_script(_CLAIM_SCRIPT)
         self._take_over = self.client.register_script(_TAKEOVER_SCRIPT)
         self._release = self.client.register_script(_RELEASE_SCRIPT)
+        self._cancel = self.client.register_script(_CANCEL_SCRIPT)
 
     def claim(self, job_key: str, attempt: int, worker: str) -> bool | str:
-        """True when this delivery may run; "dead:<worker>" when the holder is dead."""
-        key = self.prefix + job_key
-        if attempt == 1 and self.client.set(key, f"1|{worker}", nx=True, ex=self.ttl):
-            return True
+        """True when this delivery may run; "dead:<worker>" when the holder is dead;
+        "cancelled" when the job was cancelled (one round trip either way)."""
         result = self._claim(
-            keys=[key, self.heartbeats], args=[attempt, worker, int(time.time() * 1000), self.dead_after_ms, self.ttl]
+            keys=[self.prefix + job_key, self.heartbeats, self.cancel_prefix + job_key],
+            args=[attempt, worker, int(time.time() * 1000), self.dead_after_ms, self.ttl],
         )
         if isinstance(result, bytes):
             return result.decode()
@@ -134,6 +151,17 @@ class RedisClaims:
             self._release(keys=[self.prefix + job_key], args=[f"{attempt}|{worker}", f"{attempt}|free", self.ttl])
         )
 
+    def mark_cancelled(self, job_key: str) -> tuple[bool, str | None]:
+        """Cancel the job in Redis: no delivery claims it from now on. Returns whether
+        this call set the mark and the claim as it was ("attempt|worker", or None)."""
+        new, current = self._cancel(
+            keys=[self.prefix + job_key, self.cancel_prefix + job_key], args=[CANCEL_TTL_SECONDS]
+        )
+        return bool(new), current.decode() if current else None
+
+    def cancel_requested(self, job_key: str) -> bool:
+        return bool(self.client.exists(self.cancel_prefix + job_key))
+
 
 class MemoryClaims:
     """Claims for the stub broker (one process, no heartbeats: every holder is alive)."""
@@ -141,10 +169,13 @@ class MemoryClaims:
     def __init__(self) -> None:
         self._held: dict[str, tuple[int, str]] = {}
         self._crashes: dict[str, int] = {}
+        self._cancelled: set[str] = set()
         self._lock = threading.Lock()
 
     def claim(self, job_key: str, attempt: int, worker: str) -> bool | str:
         with self._lock:
+            if job_key in self._cancelled:
+                return CANCELLED
             held = self._held.get(job_key)
             if held is not None and held[0] >= attempt:
                 return False
@@ -169,6 +200,17 @@ class MemoryClaims:
                 return False
             self._held[job_key] = (attempt - 1, "free")
             return True
+
+    def mark_cancelled(self, job_key: str) -> tuple[bool, str | None]:
+        with self._lock:
+            new = job_key not in self._cancelled
+            self._cancelled.add(job_key)
+            held = self._held.get(job_key)
+            return new, f"{held[0]}|{held[1]}" if held else None
+
+    def cancel_requested(self, job_key: str) -> bool:
+        with self._lock:
+            return job_key in self._cancelled
 
 
 def workers_key(namespace: str) -> str:

@@ -46,13 +46,20 @@ class EffectInProgress(Exception):
     """Another job is doing this external effect right now: try again later."""
 
 
-def set_current_job(job_id: Any) -> None:
+def set_current_job(job_id: Any, generation: int = 0) -> None:
     """Called by the tracking middleware around each job the worker thread runs."""
     _current.job_id = job_id
+    _current.generation = generation
 
 
 def current_job() -> Any:
     return getattr(_current, "job_id", None)
+
+
+def current_job_key() -> str | None:
+    """The claim key of the job this thread runs (its id and generation), or None."""
+    job_id = current_job()
+    return None if job_id is None else f"{job_id}:{getattr(_current, 'generation', 0)}"
 
 
 @contextmanager

@@ -5,13 +5,16 @@ of keeping books of its own.
     def report_failed(job: Job) -> None: ...
 
 - `on_dead`: the job is dead for good (out of retries, a `PermanentError`, a crash loop,
-  an age limit). The worker's batch writer writes a `run_dead_hooks` job in the same
+  an age limit). The worker's batch writer writes a `run_lifecycle_hooks` job in the same
   transaction as the dead row, so the hook runs on a worker, with retries, once per
   death (a later death after a Retry is another generation, another run); it is skipped
   if the job was retried or discarded before it ran.
 - `on_retry`, `on_discard`: an operator retried or discarded the dead job
   (`jobs.dlq`). The hook runs inside the operator's transaction: the business object
   changes with the job, or neither does.
+- `on_cancel`: the job was cancelled (`jobs.cancel`). A waiting job's hooks run inside
+  the cancelling transaction; a running job that stops at its checkpoint (or a delivery
+  refused because its job was cancelled) has its hooks run on a worker, like `on_dead`.
 
 Hooks get the `Job` row and must be safe to run twice, like every actor.
 """
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 Hook = Callable[[Any], None]
-EVENTS = ("dead", "retry", "discard")
+EVENTS = ("dead", "retry", "discard", "cancel")
 _hooks: dict[tuple[str, str], list[Hook]] = {}
 
 
@@ -45,6 +48,7 @@ def _registrar(event: str) -> Callable[[Any], Callable[[Hook], Hook]]:
 on_dead = _registrar("dead")
 on_retry = _registrar("retry")
 on_discard = _registrar("discard")
+on_cancel = _registrar("cancel")
 
 
 def hooks_for(actor_name: str, event: str) -> list[Hook]:

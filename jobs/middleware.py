@@ -47,6 +47,10 @@ class Retries(DramatiqRetries):
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
+        from jobs.cancellation import Cancelled
+
+        if isinstance(exception, Cancelled):
+            return  # cancelled while it ran: it ends here, no retry
         if exception is not None and not message.failed and self._wait(broker, message, exception):
             return
         super().after_process_message(broker, message, result=result, exception=exception)
@@ -188,8 +192,8 @@ class JobTracking(Middleware):
         from django.conf import settings
         from django.utils import timezone
 
-        from jobs.claims import job_key
-        from jobs.writer import Started
+        from jobs.claims import CANCELLED, job_key
+        from jobs.writer import Finished, Started
 
         if self._stopping.is_set() and "redis_message_id" in message.options and hasattr(broker, "client"):
             # Stopping: hand it back to its queue for another worker (the ack that follows
@@ -206,6 +210,21 @@ class JobTracking(Middleware):
         worker = getattr(broker, "broker_id", "") or f"stub-{id(broker)}"
         key = job_key(str(job_id), message.options.get("buzzer_generation", 0))
         outcome = claims.claim(key, attempt, worker)
+        if outcome == CANCELLED:
+            logger.info("Job %s was cancelled: this delivery is skipped", job_id)
+            writer.finished(
+                Finished(
+                    job_id,
+                    attempt,
+                    "cancelled",
+                    timezone.now(),
+                    actor_name=message.actor_name,
+                    queue_name=message.queue_name.removesuffix(".DQ"),
+                    worker=worker,
+                    generation=message.options.get("buzzer_generation", 0),
+                )
+            )
+            raise SkipMessage(f"job {job_id} was cancelled")
         if outcome is False:
             logger.info("Job %s attempt %d is running or done elsewhere: this delivery is skipped", job_id, attempt)
             raise SkipMessage(f"job {job_id} attempt {attempt} is already running or done")
@@ -231,7 +250,7 @@ class JobTracking(Middleware):
             message._buzzer_suspect = key
         message._buzzer_attempt = attempt
         message._buzzer_started = timezone.now()
-        set_current_job(job_id)
+        set_current_job(job_id, message.options.get("buzzer_generation", 0))
         writer.started(
             Started(
                 job_id=job_id,
@@ -277,6 +296,7 @@ class JobTracking(Middleware):
     ) -> None:
         from django.utils import timezone
 
+        from jobs.cancellation import Cancelled
         from jobs.writer import Finished
 
         self._isolation.release()
@@ -303,6 +323,10 @@ class JobTracking(Middleware):
         job_id = uuid.UUID(message.message_id)
         if exception is None and not message.failed:
             writer.finished(Finished(job_id, attempt, "succeeded", timezone.now(), **common))
+            return
+        if isinstance(exception, Cancelled):
+            generation = message.options.get("buzzer_generation", 0)
+            writer.finished(Finished(job_id, attempt, "cancelled", timezone.now(), generation=generation, **common))
             return
         waiting = getattr(message, "_buzzer_waiting", None)
         if waiting is not None:  # sent again as the same attempt (Retries): not a failed attempt

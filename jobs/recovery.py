@@ -190,3 +190,90 @@ def _resend_stranded(broker: dramatiq.Broker, alive: set[str], requeued: set[str
 def _forget_dead_worker_entries(client: Any, namespace: str) -> None:
     cutoff = int((time.time() - 10 * settings.BUZZER_WORKER_DEAD_AFTER_SECONDS) * 1000)
     client.zremrangebyscore(workers_key(namespace), 0, cutoff)
+
+
+# --- Stalled and lost jobs, on an operator's request ------------------------------------
+
+STALLED_SCAN_LIMIT = 10_000
+
+
+def lost_job_ids(broker: dramatiq.Broker | None = None, limit: int = STALLED_SCAN_LIMIT) -> set[Any]:
+    """Ids of jobs waiting (enqueued or retrying) for longer than
+    BUZZER_LOST_AFTER_SECONDS whose message Redis holds nowhere (the oldest `limit`)."""
+    broker = broker or dramatiq.get_broker()
+    client = getattr(broker, "client", None)
+    if client is None:
+        return set()
+    cutoff = timezone.now() - timedelta(seconds=settings.BUZZER_LOST_AFTER_SECONDS)
+    candidates = list(
+        Job.objects.filter(status__in=(Job.Status.ENQUEUED, Job.Status.RETRYING), enqueued_at__lt=cutoff)
+        .order_by("enqueued_at")
+        .values_list("pk", "queue_name")[:limit]
+    )
+    if not candidates:
+        return set()
+    present = messages_in_redis(client, broker.namespace, {queue for _, queue in candidates})
+    return {pk for pk, _ in candidates if str(pk) not in present}
+
+
+def lost_job_ids_among(jobs: list[Job], broker: dramatiq.Broker | None = None) -> set[Any]:
+    """Which of these jobs have no message anywhere in Redis."""
+    broker = broker or dramatiq.get_broker()
+    client = getattr(broker, "client", None)
+    if client is None or not jobs:
+        return set()
+    present = messages_in_redis(client, broker.namespace, {job.queue_name for job in jobs})
+    return {job.pk for job in jobs if str(job.pk) not in present}
+
+
+def stalled_filter() -> Q | None:
+    """The condition for the admin's Stalled filter: running on a worker that stopped
+    beating, or waiting with no message anywhere in Redis. None when Redis does not
+    answer (nothing can be told apart then)."""
+    alive = alive_workers_now()
+    if alive is None:
+        return None
+    try:
+        lost = lost_job_ids()
+    except Exception:  # noqa: BLE001 - Redis went away between the two calls
+        return None
+    return (Q(status=Job.Status.RUNNING) & ~Q(worker__in=alive)) | Q(pk__in=lost)
+
+
+def requeue_now(job_id: Any, *, user: Any = None, reason: str = "") -> bool:
+    """Send a stalled or lost job again now instead of waiting for the automatic
+    recovery. True when it was re-sent (False: it is neither stalled nor lost any more).
+    The claim lets one delivery run it (a delivery of it still running elsewhere wins)."""
+    from jobs.models import JobAction
+
+    broker = dramatiq.get_broker()
+    client = getattr(broker, "client", None)
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or client is None:
+        return False
+    if job.status == Job.Status.RUNNING:
+        if job.worker in alive_workers(client, broker.namespace):
+            return False
+        retries = max(job.attempts - 1, 0)  # the same attempt, taken over from the dead worker
+    elif job.status in (Job.Status.ENQUEUED, Job.Status.RETRYING):
+        if str(job.pk) in messages_in_redis(client, broker.namespace, {job.queue_name}):
+            return False
+        retries = job.attempts if job.status == Job.Status.RETRYING else max(job.attempts - 1, 0)
+    else:
+        return False
+    if not Job.objects.filter(pk=job.pk, status=job.status, attempts=job.attempts, worker=job.worker).update(
+        status=Job.Status.ENQUEUED, enqueued_at=timezone.now()
+    ):
+        return False  # it moved meanwhile
+    message = build_message(job)
+    message.options["retries"] = retries
+    broker.enqueue(message)
+    who = user if getattr(user, "is_authenticated", False) else None
+    JobAction.objects.create(
+        job=job,
+        kind=JobAction.Kind.REQUEUE,
+        user=who,
+        reason=reason or f"{job.status} on {job.worker or 'no worker'}, attempt {job.attempts}: sent again now",
+    )
+    logger.warning("Job %s (%s) requeued now by %s", job.pk, job.status, user or "the system")
+    return True

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import dramatiq
@@ -48,6 +48,8 @@ def enqueue(
     obj: models.Model | None = None,
     event: str = "",
     options: dict[str, Any] | None = None,
+    delay: timedelta | float | None = None,
+    eta: datetime | None = None,
     **kwargs: Any,
 ) -> Job:
     """Write a job for `actor` and dispatch it once the current transaction commits.
@@ -56,7 +58,13 @@ def enqueue(
     for the same job returns the first one instead of writing a second. `options` are
     Dramatiq message options for this job only (e.g. `max_retries`, `min_backoff`).
     Outside a transaction the job is dispatched at once.
+
+    `delay` (a timedelta or seconds) or `eta` (an aware datetime) make it a delayed job:
+    it is written `scheduled` with its due time and handed to the broker at that time by
+    the scheduler (`release_due`), so it runs once, not before, and Redis losing its
+    contents meanwhile loses nothing.
     """
+    due_at = _due_at(delay, eta)
     name = _actor_name(actor)
     broker_actor = dramatiq.get_broker().get_actor(name)  # fails fast on a typo
     object_type, object_id = _object_ref(obj)
@@ -70,14 +78,63 @@ def enqueue(
         "object_id": object_id,
         "options": dict(options or {}),
     }
+    if due_at is not None:
+        fields.update(status=Job.Status.SCHEDULED, due_at=due_at)
     if key is not None:
         job, created = Job.objects.get_or_create(key=key, defaults=fields)
         if not created:
             return job
     else:
         job = Job.objects.create(**fields)
-    transaction.on_commit(lambda: dispatch([job]))
+    if due_at is None:
+        transaction.on_commit(lambda: dispatch([job]))
     return job
+
+
+def _due_at(delay: timedelta | float | None, eta: datetime | None) -> datetime | None:
+    if delay is not None and eta is not None:
+        raise ValueError("Give a delay or an eta, not both.")
+    if eta is not None:
+        if timezone.is_naive(eta):
+            raise ValueError("eta must be an aware datetime (e.g. timezone.now() + timedelta(hours=1)).")
+        return eta if eta > timezone.now() else None
+    if delay is None:
+        return None
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if seconds < 0:
+        raise ValueError("delay must not be negative.")
+    return timezone.now() + timedelta(seconds=seconds) if seconds > 0 else None
+
+
+def release_due(limit: int = SWEEP_BATCH) -> int:
+    """Hand delayed jobs whose time has come to the broker (the scheduler calls this
+    several times a second). Each is moved `scheduled` → `pending` by a conditional
+    update, so two callers never send one job twice; what Redis refuses stays pending
+    for the outbox sweep. Returns how many were released."""
+    now = timezone.now()
+    total = 0
+    while True:
+        ids = list(
+            Job.objects.filter(status=Job.Status.SCHEDULED, due_at__lte=now)
+            .order_by("due_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids:
+            return total
+        mine = []
+        for pk in ids:  # one winner per job, whoever else releases at the same time
+            if Job.objects.filter(pk=pk, status=Job.Status.SCHEDULED).update(status=Job.Status.PENDING):
+                mine.append(pk)
+        if mine:
+            dispatch(Job.objects.filter(pk__in=mine, status=Job.Status.PENDING).order_by("due_at"), force=True)
+        total += len(mine)
+        if len(ids) < limit:
+            return total
+
+
+def next_due() -> datetime | None:
+    """When the next delayed job is due (None: none is waiting)."""
+    return Job.objects.filter(status=Job.Status.SCHEDULED).order_by("due_at").values_list("due_at", flat=True).first()
 
 
 def publish(event: str, *, obj: models.Model | None = None, queue: str | None = None, **payload: Any) -> list[Job]:

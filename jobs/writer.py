@@ -26,8 +26,9 @@ logger = logging.getLogger(__name__)
 BATCH_LIMIT = 1000
 # A wait (an attempt that met an unavailable database and runs again under the same
 # number) never overwrites a final state: its report can reach the database after the
-# outcome of the delivery that ran next, written by another process's writer.
-NOT_OVER_FINAL = "(%s OR status NOT IN ('succeeded', 'dead'))"
+# outcome of the delivery that ran next, written by another process's writer. And a
+# failed attempt of a job cancelled while it ran leaves it cancelled (no retry runs).
+NOT_OVER_FINAL = "(%s OR status NOT IN ('succeeded', 'dead')) AND (status <> 'cancelled' OR %s = 'dead')"
 SHUTDOWN_SECONDS = 15.0
 GATHER_SECONDS = 0.01
 
@@ -158,9 +159,12 @@ def write(events: list[Started | Finished]) -> None:
     starts: dict[tuple[uuid.UUID, int], Started] = {}
     pairs: dict[tuple[uuid.UUID, int], tuple[Started, Finished]] = {}
     lone: dict[tuple[uuid.UUID, int], Finished] = {}
+    cancels: list[Finished] = []
     for event in events:
         key = (event.job_id, event.attempt)
-        if isinstance(event, Started):
+        if isinstance(event, Finished) and event.status == "cancelled":
+            cancels.append(event)  # written last, over the start it may share a batch with
+        elif isinstance(event, Started):
             starts[key] = event
         elif key in starts:
             pairs[key] = (starts.pop(key), event)
@@ -196,6 +200,7 @@ def write(events: list[Started | Finished]) -> None:
                             _pk(f.job_id),
                             f.attempt,
                             f.counted,
+                            f.status,
                         )
                         for f in failed
                     ],
@@ -224,6 +229,7 @@ def write(events: list[Started | Finished]) -> None:
                             _pk(s.job_id),
                             s.attempt,
                             f.counted,
+                            f.status,
                         )
                         for s, f in failed
                     ],
@@ -233,37 +239,51 @@ def write(events: list[Started | Finished]) -> None:
         if starts:
             cursor.executemany(
                 f"UPDATE {table} SET status = 'running', attempts = %s, started_at = %s, finished_at = NULL, "
-                "worker = %s WHERE id = %s AND attempts <= %s",
+                "worker = %s WHERE id = %s AND attempts <= %s AND status <> 'cancelled'",
                 [(s.attempt, _dt(s.at), s.worker, _pk(s.job_id), s.attempt) for s in starts.values()],
             )
             short = short or cursor.rowcount < len(starts)
         if short:
             begun = [s for s, _ in combined] + list(starts.values())
             _adopt(cursor, table, begun, {(s.job_id, s.attempt): f for s, f in combined})
+        if cancels:
+            # Cancelled while it ran (its checkpoint), or a delivery refused because the job
+            # was cancelled: final, unless the job has already finished otherwise.
+            cursor.executemany(
+                f"UPDATE {table} SET status = 'cancelled', finished_at = %s "
+                f"WHERE id = %s AND status IN ({_UNFINISHED})",
+                [(_dt(f.at), _pk(f.job_id)) for f in cancels],
+            )
         _record_failed_attempts([e for e in events if isinstance(e, Finished) and e.error and e.counted])
-        _enqueue_dead_hooks([f for f in finishes + [f for _, f in combined] if f.status == "dead"])
+        _enqueue_hooks([f for f in finishes + [f for _, f in combined] if f.status == "dead"], "dead")
+        _enqueue_hooks(cancels, "cancel")
 
 
-def _enqueue_dead_hooks(dead: list[Finished]) -> None:
-    """The `on_dead` hooks of these jobs, as jobs written in the same transaction."""
+_UNFINISHED = "'pending', 'scheduled', 'enqueued', 'retrying', 'running'"
+
+
+def _enqueue_hooks(finishes: list[Finished], event: str) -> None:
+    """The `on_dead` (or `on_cancel`) hooks of these jobs, as jobs written in the same
+    transaction as their state, once per job generation."""
     from jobs import lifecycle
     from jobs.services import enqueue
 
-    for finish in dead:
-        if not (finish.actor_name and lifecycle.hooks_for(finish.actor_name, "dead")):
+    for finish in finishes:
+        if not (finish.actor_name and lifecycle.hooks_for(finish.actor_name, event)):
             continue
         try:
             with transaction.atomic():
                 enqueue(
-                    "run_dead_hooks",
+                    "run_lifecycle_hooks",
                     str(finish.job_id),
+                    event,
                     finish.generation,
-                    key=f"lifecycle:dead:{finish.job_id}:{finish.generation}",
+                    key=f"lifecycle:{event}:{finish.job_id}:{finish.generation}",
                 )
         except DatabaseError:
             raise  # the whole batch is tried again
         except Exception:  # a bug must not keep the job states from being written
-            logger.exception("Could not write the dead hooks of job %s", finish.job_id)
+            logger.exception("Could not write the %s hooks of job %s", event, finish.job_id)
 
 
 def _record_failed_attempts(failed: list[Finished]) -> None:

@@ -139,15 +139,32 @@ def _retry_after(active: Any) -> int:
     return int(min(max(min(known), 5), 600)) if known else 30
 
 
-def cancel_report(report: Report) -> bool:
-    """Cancel a queued or running report. A running one stops at its next checkpoint
-    (its generator sees the status) and removes its partial file."""
-    cancelled = Report.objects.filter(pk=report.pk, status__in=Report.ACTIVE).update(
-        status=Report.Status.CANCELLED, finished_at=timezone.now()
-    )
-    if cancelled:
-        logger.info("Report %s cancelled", report.pk)
-    return bool(cancelled)
+def cancel_report(report: Report, by: Any = None) -> bool:
+    """Cancel a queued or running report, and its job with it (`jobs.cancel`): a queued
+    one never runs, a running one stops at its next checkpoint (it sees the status, or
+    its job's cancellation) and removes its partial file; the job ends `cancelled`."""
+    with transaction.atomic():
+        cancelled = Report.objects.filter(pk=report.pk, status__in=Report.ACTIVE).update(
+            status=Report.Status.CANCELLED, finished_at=timezone.now()
+        )
+        if not cancelled:
+            return False
+        for job in jobs_of(report):
+            try:
+                jobs.cancel(job, by=by, reason=f"report {report.pk} cancelled")
+            except jobs.CancelUnavailable:
+                # Its job then stops by itself: it finds the report cancelled.
+                logger.warning("Report %s cancelled; its job %s will find out when it starts", report.pk, job.pk)
+    logger.info("Report %s cancelled", report.pk)
+    return True
+
+
+def jobs_of(report: Report) -> QuerySet[Any]:
+    """The jobs that generate this report and have not finished."""
+    from jobs.models import Job
+    from jobs.services import jobs_for
+
+    return jobs_for(report).filter(actor_name="generate_report", status__in=Job.CANCELLABLE)
 
 
 # --- Generating ------------------------------------------------------------------------
@@ -187,7 +204,7 @@ class _Checkpoints:
             return
         self.last = now
         progress = min(99, done * 100 // self.total) if self.total else 0
-        if not self._run(self._write, progress, done):
+        if jobs.cancel_requested() or not self._run(self._write, progress, done):
             raise _Cancelled
 
     def _write(self, progress: int, done: int) -> int:
@@ -218,6 +235,8 @@ def generate_report(report_id: str) -> None:
     if report is None:
         logger.warning("Report %s no longer exists; nothing to do", report_id)
         return
+    if report.status == Report.Status.CANCELLED:
+        raise jobs.Cancelled(f"Report {report.pk} was cancelled.")  # its job ends cancelled too
     if report.is_finished:
         logger.info("Report %s is already %s; nothing to do", report.pk, report.status)
         return
@@ -238,7 +257,11 @@ def generate_report(report_id: str) -> None:
             raise jobs.PermanentError(f"Unknown report kind {report.kind!r}")
         _write(report, kind)
     except _Cancelled:
+        Report.objects.filter(pk=report.pk, status__in=Report.ACTIVE).update(
+            status=Report.Status.CANCELLED, finished_at=timezone.now()
+        )
         logger.info("Report %s was cancelled while it ran; partial file removed", report.pk)
+        raise jobs.Cancelled(f"Report {report.pk} was cancelled while it ran.") from None
     except BaseException as exc:  # noqa: BLE001 - time limits are BaseException; always re-raised
         _failed(report, exc)
 
@@ -321,6 +344,11 @@ def fail_for_dead_job(reports: QuerySet[Report], error: str) -> int:
     return reports.filter(status__in=Report.ACTIVE).update(
         status=Report.Status.FAILED, error=reason, progress=0, rows_done=0, finished_at=timezone.now()
     )
+
+
+def cancel_for_cancelled_job(reports: QuerySet[Report]) -> int:
+    """The job of these reports was cancelled (an `on_cancel` hook; safe to run twice)."""
+    return reports.filter(status__in=Report.ACTIVE).update(status=Report.Status.CANCELLED, finished_at=timezone.now())
 
 
 def requeue_for_retried_job(reports: QuerySet[Report]) -> int:

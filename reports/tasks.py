@@ -1,5 +1,5 @@
 """Report actors: thin, they take ids and call one service each; and the lifecycle hooks
-by which a report follows its job (dead → the report failed, retried → queued again)."""
+by which a report follows its job (dead → the report failed, retried → queued again, cancelled → cancelled)."""
 
 from typing import Any
 
@@ -39,6 +39,12 @@ def reports_of(job: Any) -> Any:
 @jobs.on_dead(run_scheduled_report)
 def report_job_dead(job: Any) -> None:
     services.fail_for_dead_job(reports_of(job), job.last_error)
+
+
+@jobs.on_cancel(generate_report)
+@jobs.on_cancel(run_scheduled_report)
+def report_job_cancelled(job: Any) -> None:
+    services.cancel_for_cancelled_job(reports_of(job))
 
 
 @jobs.on_retry(generate_report)

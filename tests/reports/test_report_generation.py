@@ -99,7 +99,8 @@ def test_cancelling_a_running_report_stops_it_and_removes_its_partial_file(
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(services._Checkpoints, "reached", cancel_after_three_chunks)
-        services.generate_report(str(report.id))
+        with pytest.raises(jobs.Cancelled):  # its job ends cancelled, not succeeded
+            services.generate_report(str(report.id))
 
     report.refresh_from_db()
     assert report.status == "cancelled"
@@ -198,7 +199,8 @@ def test_a_report_cancelled_while_queued_is_never_generated(user, hundred_items,
     report = orders_report(user)
     assert services.cancel_report(report)
 
-    services.generate_report(str(report.id))
+    with pytest.raises(jobs.Cancelled):
+        services.generate_report(str(report.id))
 
     report.refresh_from_db()
     assert (report.status, report.attempts) == ("cancelled", 0)

@@ -42,4 +42,4 @@ def test_a_report_that_cannot_be_generated_ends_failed_and_its_job_dead(stub_bro
     assert report.status == "failed"
     assert "Unknown report kind" in report.error
     assert Job.objects.get(actor_name="generate_report").status == "dead"
-    assert Job.objects.get(actor_name="run_dead_hooks").status == "succeeded"
+    assert Job.objects.get(actor_name="run_lifecycle_hooks").status == "succeeded"

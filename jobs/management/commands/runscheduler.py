@@ -46,6 +46,7 @@ def with_connections(work: Callable[..., Any]) -> Callable[..., None]:
 
 
 sweep_outbox = with_connections(services.sweep_outbox)
+release_due = with_connections(services.release_due)
 recover_stalled = with_connections(recovery.recover_stalled)
 enqueue_periodic = with_connections(enqueue_due)
 fire_schedule = with_connections(schedules.fire)
@@ -133,6 +134,16 @@ def build_scheduler() -> BackgroundScheduler:
         id="outbox-sweep",
         max_instances=1,
         coalesce=True,
+    )
+    # Delayed jobs: handed to Redis when they are due (the row holds them until then).
+    scheduler.add_job(
+        release_due,
+        "interval",
+        seconds=settings.BUZZER_DUE_POLL_SECONDS,
+        id="due-jobs",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=timezone.now(),
     )
     # Stalled jobs: what a dead worker held goes back to the queue within seconds.
     scheduler.add_job(

@@ -51,6 +51,17 @@ class Command(BaseCommand):
         sys.exit(supervise(command))
 
 
+def worker_environment() -> dict[str, str]:
+    """The workers' environment: an idle consumer polls its queue every
+    BUZZER_WORKER_POLL_MS at most (Dramatiq's default, 1 s, would make a delayed job or
+    a job sent to a quiet queue wait up to a second more)."""
+    from django.conf import settings
+
+    environment = os.environ.copy()
+    environment.setdefault("dramatiq_worker_timeout", str(settings.BUZZER_WORKER_POLL_MS))
+    return environment
+
+
 def supervise(command: list[str]) -> int:
     stopping: list[int] = []
     child: subprocess.Popen[bytes] | None = None
@@ -67,7 +78,7 @@ def supervise(command: list[str]) -> int:
     while True:
         started = time.monotonic()
         # Its own session: a terminal's Ctrl-C or honcho's group signal reaches it once, through forward().
-        child = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)
+        child = subprocess.Popen(command, env=worker_environment(), start_new_session=True)
         logger.warning("runworkers: started rundramatiq (pid %d)", child.pid)
         while True:
             try:
