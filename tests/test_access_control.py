@@ -280,6 +280,8 @@ ACTIONS = [
     ("retry selected", "retry_job", "/admin/jobs/job/", {"action": "retry_selected", "_selected_action": "{job}"}),
     ("run now", "run_schedule", "/admin/jobs/schedule/{schedule}/run-now/", {}),
     ("pause", "run_schedule", "/admin/jobs/schedule/{schedule}/pause/", {}),
+    ("cancel", "cancel_job", "/admin/jobs/job/{job}/cancel/", {}),
+    ("cancel selected", "cancel_job", "/admin/jobs/job/", {"action": "cancel_selected", "_selected_action": "{job}"}),
 ]
 
 
@@ -294,12 +296,14 @@ def test_an_admin_action_needs_its_permission_and_a_csrf_token(
     operator: Any, name: str, permission: str, url: str, data: dict[str, str]
 ) -> None:
     job = _dead_job()
+    if permission == "cancel_job":  # what can be cancelled is a job still waiting
+        Job.objects.filter(pk=job.pk).update(status="enqueued", attempts=0)
     schedule = Schedule.objects.create(name="s", actor_name="prune_idempotency_keys", cron="0 6 * * *")
     url = url.format(job=job.pk, schedule=schedule.pk)
     data = {k: v.format(job=job.pk) for k, v in data.items()}
     data.setdefault("error", job.last_error)
     allowed = _grant(operator, "view_job", "view_schedule", permission)
-    others = [p for p in ("retry_job", "discard_job", "run_schedule") if p != permission]
+    others = [p for p in ("retry_job", "discard_job", "run_schedule", "cancel_job") if p != permission]
     not_allowed = _grant(_user("looker", is_staff=True), "view_job", "view_schedule", *others)
     before = _state(job, schedule)
 
@@ -312,7 +316,7 @@ def test_an_admin_action_needs_its_permission_and_a_csrf_token(
     assert bad_token.status_code == 403
     without_permission = _logged_in(not_allowed, csrf=True)
     response = without_permission.post(url, {**data, "csrfmiddlewaretoken": _token(without_permission)})
-    assert response.status_code == 403 or (name == "retry selected" and response.status_code in (200, 302))
+    assert response.status_code == 403 or (name.endswith("selected") and response.status_code in (200, 302))
     assert _state(job, schedule) == before, "changed without permission or CSRF token"
 
     permitted = _logged_in(allowed, csrf=True)
@@ -324,9 +328,11 @@ def test_an_admin_action_needs_its_permission_and_a_csrf_token(
 def test_admin_actions_are_post_only(operator: Any) -> None:
     job = _dead_job()
     schedule = Schedule.objects.create(name="s", actor_name="prune_idempotency_keys", cron="0 6 * * *")
-    client = _logged_in(_grant(operator, "view_job", "retry_job", "run_schedule"))
+    client = _logged_in(_grant(operator, "view_job", "retry_job", "run_schedule", "cancel_job", "requeue_job"))
     for url in (
         f"/admin/jobs/job/{job.pk}/retry/",
+        f"/admin/jobs/job/{job.pk}/cancel/",
+        f"/admin/jobs/job/{job.pk}/requeue/",
         "/admin/jobs/job/dead-letters/retry-group/",
         "/admin/jobs/job/retry-matching/",
         f"/admin/jobs/schedule/{schedule.pk}/run-now/",

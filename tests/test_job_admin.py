@@ -243,3 +243,54 @@ def test_admin_index_links_the_console(operator):
     page = logged_in(operator).get("/admin/").content.decode()
     assert 'id="buzzer-console"' in page
     assert "/admin/jobs/dashboard/" in page and "/admin/jobs/job/dead-letters/" in page
+
+
+def test_a_delayed_job_shows_scheduled_with_its_due_time_and_can_be_filtered(operator):
+    due = timezone.now() + timezone.timedelta(minutes=30)
+    delayed = make_job(status="scheduled", attempts=0, finished_at=None, due_at=due)
+    other = make_job(status="enqueued", attempts=0, finished_at=None)
+    client = logged_in(operator)
+
+    page = client.get("/admin/jobs/job/?status__exact=scheduled").content.decode()
+    assert f'<span title="{delayed.pk}">' in page
+    assert f'<span title="{other.pk}">' not in page
+    assert "scheduled · in 29\xa0minutes" in page or "scheduled · in 30\xa0minutes" in page
+    detail = client.get(f"/admin/jobs/job/{delayed.pk}/change/").content.decode()
+    assert "Due at" in detail
+
+
+def test_cancel_button_cancels_a_waiting_job_with_permission_only(operator, viewer):
+    from django.contrib.auth.models import Permission
+
+    job = make_job(status="enqueued", attempts=0, finished_at=None)
+    url = f"/admin/jobs/job/{job.pk}/change/"
+    assert 'id="cancel-job"' not in logged_in(viewer).get(url).content.decode()
+    assert logged_in(viewer).post(f"/admin/jobs/job/{job.pk}/cancel/").status_code == 403
+    assert 'id="cancel-job"' not in logged_in(operator).get(url).content.decode()  # operator lacks cancel_job
+
+    operator.user_permissions.add(Permission.objects.get(codename="cancel_job"))
+    client = logged_in(operator, csrf=True)
+    page = client.get(url).content.decode()
+    assert 'id="cancel-job"' in page
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    response = client.post(f"/admin/jobs/job/{job.pk}/cancel/", {"csrfmiddlewaretoken": token}, follow=True)
+    assert "it will not run" in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+    assert JobAction.objects.get(job=job).kind == "cancel"
+    assert 'id="cancel-job"' not in client.get(url).content.decode()  # finished: no button
+
+
+def test_cancel_selected_cancels_the_waiting_ones_only(operator):
+    from django.contrib.auth.models import Permission
+
+    operator.user_permissions.add(Permission.objects.get(codename="cancel_job"))
+    waiting = [make_job(status=s, attempts=0, finished_at=None) for s in ("pending", "scheduled", "retrying")]
+    done = make_job(status="succeeded")
+    response = logged_in(operator).post(
+        "/admin/jobs/job/",
+        {"action": "cancel_selected", "_selected_action": [str(j.pk) for j in [*waiting, done]]},
+        follow=True,
+    )
+    assert "Cancelled 3 job(s)" in response.content.decode()
+    assert sorted(Job.objects.values_list("status", flat=True)) == ["cancelled"] * 3 + ["succeeded"]
