@@ -246,17 +246,21 @@ def write(events: list[Started | Finished]) -> None:
         if short:
             begun = [s for s, _ in combined] + list(starts.values())
             _adopt(cursor, table, begun, {(s.job_id, s.attempt): f for s, f in combined})
-        if cancels:
+        changed: list[Finished] = []
+        for cancel in cancels:  # rare: one statement each, to know which rows changed
             # Cancelled while it ran (its checkpoint), or a delivery refused because the job
-            # was cancelled: final, unless the job has already finished otherwise.
-            cursor.executemany(
+            # was cancelled: final, unless the job has already finished otherwise. A job
+            # the cancel itself marked `cancelled` is not changed again (its hooks ran then).
+            cursor.execute(
                 f"UPDATE {table} SET status = 'cancelled', finished_at = %s "
                 f"WHERE id = %s AND status IN ({_UNFINISHED})",
-                [(_dt(f.at), _pk(f.job_id)) for f in cancels],
+                [_dt(cancel.at), _pk(cancel.job_id)],
             )
+            if cursor.rowcount:
+                changed.append(cancel)
         _record_failed_attempts([e for e in events if isinstance(e, Finished) and e.error and e.counted])
         _enqueue_hooks([f for f in finishes + [f for _, f in combined] if f.status == "dead"], "dead")
-        _enqueue_hooks(cancels, "cancel")
+        _enqueue_hooks(changed, "cancel")
 
 
 _UNFINISHED = "'pending', 'scheduled', 'enqueued', 'retrying', 'running'"

@@ -57,7 +57,9 @@ def test_a_cancelled_enqueued_job_never_runs_and_its_hook_runs_once(
 
     assert jobs.cancel(job, by=operator, reason="customer asked") == "cancelled"
     assert jobs.cancel(job, by=operator) is None  # a second cancel changes nothing
-    drain(stub_broker, later_worker())
+    worker = later_worker()
+    drain(stub_broker, worker)  # the delivery is refused...
+    drain(stub_broker, worker)  # ...and writes no second run of the hooks
 
     job.refresh_from_db()
     assert job.status == "cancelled"
@@ -162,3 +164,36 @@ def test_twenty_concurrent_cancels_and_retries_leave_one_consistent_state(real_b
     else:
         assert job.status in ("pending", "enqueued")
     print(f"20 concurrent: {retries} retry, {cancels} cancel; final {job.status}")
+
+
+STEPS: dict[str, threading.Event] = {"started": threading.Event(), "go_on": threading.Event()}
+
+
+@jobs.actor(max_retries=3, min_backoff=10, max_backoff=20, time_limit=10_000)
+def long_task(steps: int) -> None:
+    STEPS["started"].set()
+    for _ in range(steps):
+        STEPS["go_on"].wait(5)
+        jobs.checkpoint()
+
+
+def test_a_running_job_stops_at_its_checkpoint_ends_cancelled_and_is_not_retried(stub_broker, stub_worker):
+    STEPS["started"].clear()
+    STEPS["go_on"].clear()
+    seen: list[str] = []
+    jobs.on_cancel(long_task)(lambda job: seen.append(job.status))
+    with transaction.atomic():
+        job = jobs.enqueue(long_task, 3)
+    assert STEPS["started"].wait(5)
+
+    assert jobs.cancel(job, reason="enough") == "requested"
+    STEPS["go_on"].set()
+    drain(stub_broker, stub_worker)  # the job stops...
+    drain(stub_broker, stub_worker)  # ...and its on_cancel hooks run as a job of their own
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("cancelled", 1)
+    assert not job.failed_attempts.exists()
+    assert seen == ["cancelled"]
+    assert list(JobAction.objects.filter(job=job).values_list("kind", flat=True)) == ["cancel_request"]
+    lifecycle._hooks.pop(("long_task", "cancel"))
