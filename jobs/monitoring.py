@@ -305,13 +305,13 @@ def prune_samples(now: datetime | None = None) -> int:
 
 
 def prune_finished_jobs(now: datetime | None = None) -> int:
-    """Delete succeeded and discarded jobs older than BUZZER_JOB_RETENTION_DAYS.
+    """Delete succeeded, discarded and cancelled jobs older than BUZZER_JOB_RETENTION_DAYS.
 
     Dead jobs stay until an operator retries or discards them: they are the DLQ. The
     audit rows of the deleted jobs stay (`JobAction.job_ref`).
     """
     cutoff = (now or timezone.now()) - timedelta(days=settings.BUZZER_JOB_RETENTION_DAYS)
-    done = (Job.Status.SUCCEEDED, Job.Status.DISCARDED)
+    done = (Job.Status.SUCCEEDED, Job.Status.DISCARDED, Job.Status.CANCELLED)
     old = Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff)
     return _delete_in_batches(Job.objects.filter(old, status__in=done))
 

@@ -180,14 +180,15 @@ def test_old_finished_jobs_are_pruned_in_batches_and_dead_ones_kept(settings, mo
     settings.BUZZER_JOB_RETENTION_DAYS = 14
     monkeypatch.setattr(monitoring, "PRUNE_BATCH", 2)
     old = timezone.now() - timedelta(days=15)
-    for status in ("succeeded", "succeeded", "discarded", "discarded", "succeeded"):
+    for status in ("succeeded", "succeeded", "discarded", "cancelled", "succeeded"):
         Job.objects.create(actor_name="x", status=status, created_at=old, finished_at=old)
     dead = Job.objects.create(actor_name="x", status="dead", created_at=old, finished_at=old)
     recent = Job.objects.create(actor_name="x", status="succeeded", finished_at=timezone.now() - timedelta(days=13))
     waiting = Job.objects.create(actor_name="x", status="enqueued", created_at=old)
+    delayed = Job.objects.create(actor_name="x", status="scheduled", created_at=old, due_at=timezone.now())
 
     assert monitoring.prune_finished_jobs() == 5
-    assert set(Job.objects.values_list("pk", flat=True)) == {dead.pk, recent.pk, waiting.pk}
+    assert set(Job.objects.values_list("pk", flat=True)) == {dead.pk, recent.pk, waiting.pk, delayed.pk}
 
 
 def test_pruning_a_job_keeps_its_audit_trail(settings, operator):
