@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -26,7 +26,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from jobs import dlq, recovery, schedules
+from jobs import dlq, recovery, schedules, search
 from jobs.models import Effect, Job, JobAction, Schedule
 
 try:  # django-dramatiq's Task admin tracks nothing here: Buzzer's Job does.
@@ -147,8 +147,8 @@ class JobActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["short_id", "actor_name", "queue_name", "status_badge", "attempts", "age", "run_time", "owner"]
     list_filter = ["status", ActorFilter, QueueFilter, CreatedFilter, FingerprintFilter]
-    search_fields = ["id"]  # handled in get_search_results: job id, object id, error text
-    search_help_text = "A job id, the id of the object it belongs to, or words of its error."
+    search_fields = ["id"]  # handled in get_search_results (jobs/search.py)
+    search_help_text = search.HELP_TEXT
     ordering = ["-created_at"]
     paginator = BoundedCountPaginator
     show_full_result_count = False
@@ -176,15 +176,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     # --- list ---------------------------------------------------------------------------
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Job], search_term: str) -> Any:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        condition = Q(object_id=term) | Q(last_error__icontains=term)
-        try:
-            condition |= Q(id=uuid.UUID(term))
-        except ValueError:
-            pass
-        return queryset.filter(condition), False
+        return search.search(queryset, search_term), False
 
     @admin.display(description="job", ordering="created_at")
     def short_id(self, job: Job) -> str:
