@@ -46,7 +46,9 @@ class BoundedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: COUNT_CAP + 1].count()
+        # Unordered: the ordering (created_at, then id to break ties) would make the
+        # database sort every matching row before it stops at the cap.
+        return self.object_list.order_by()[: COUNT_CAP + 1].count()
 
 
 class ActorFilter(admin.SimpleListFilter):

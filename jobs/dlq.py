@@ -163,9 +163,13 @@ def with_examples(page: list[Group]) -> list[Group]:
     fields = ("id", "actor_name", "queue_name", "last_error", "error_fingerprint", "finished_at", "status")
     found: dict[str, Job] = {}
     if latest:
-        candidates = Job.objects.filter(
-            status=Job.Status.DEAD, error_fingerprint__in=list(latest), finished_at__in=set(latest.values())
-        ).only(*fields)
+        candidates = (
+            Job.objects.filter(
+                status=Job.Status.DEAD, error_fingerprint__in=list(latest), finished_at__in=set(latest.values())
+            )
+            .order_by()  # unordered: the (status, error_fingerprint, finished_at) index finds them
+            .only(*fields)
+        )
         for job in candidates:
             if job.finished_at == latest[job.error_fingerprint]:
                 found.setdefault(job.error_fingerprint, job)
