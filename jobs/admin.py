@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -26,7 +26,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from jobs import cancellation, dlq, recovery, schedules
+from jobs import cancellation, dlq, recovery, schedules, search
 from jobs.models import Effect, Job, JobAction, Schedule
 
 try:  # django-dramatiq's Task admin tracks nothing here: Buzzer's Job does.
@@ -38,6 +38,7 @@ except (ImportError, admin.sites.NotRegistered):
 
 # Beyond this many rows the list says "10000+" instead of counting a million rows.
 COUNT_CAP = 10_000
+DEAD_LETTER_GROUPS_PER_PAGE = 50
 
 
 class BoundedCountPaginator(Paginator):
@@ -45,7 +46,9 @@ class BoundedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: COUNT_CAP + 1].count()
+        # Unordered: the ordering (created_at, then id to break ties) would make the
+        # database sort every matching row before it stops at the cap.
+        return self.object_list.order_by()[: COUNT_CAP + 1].count()
 
 
 class ActorFilter(admin.SimpleListFilter):
@@ -105,6 +108,21 @@ class StalledFilter(admin.SimpleListFilter):
         return queryset.filter(condition)
 
 
+class FingerprintFilter(admin.SimpleListFilter):
+    """The jobs of one dead-letter group (linked from the dead-letters page); shown only
+    while it is applied, to clear it."""
+
+    title = "error group"
+    parameter_name = "fingerprint"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        value = request.GET.get(self.parameter_name)
+        return [(value, "this group")] if value is not None else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        return queryset.filter(error_fingerprint=self.value()) if self.value() is not None else queryset
+
+
 class ReadOnlyAdminMixin:
     """Rows that the system writes: an admin may look, never add, edit or delete."""
 
@@ -150,9 +168,9 @@ class JobActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["short_id", "actor_name", "queue_name", "status_badge", "attempts", "age", "run_time", "owner"]
-    list_filter = ["status", StalledFilter, ActorFilter, QueueFilter, CreatedFilter]
-    search_fields = ["id"]  # handled in get_search_results: job id, object id, error text
-    search_help_text = "A job id, the id of the object it belongs to, or words of its error."
+    list_filter = ["status", StalledFilter, ActorFilter, QueueFilter, CreatedFilter, FingerprintFilter]
+    search_fields = ["id"]  # handled in get_search_results (jobs/search.py)
+    search_help_text = search.HELP_TEXT
     ordering = ["-created_at"]
     paginator = BoundedCountPaginator
     show_full_result_count = False
@@ -189,15 +207,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     # --- list ---------------------------------------------------------------------------
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Job], search_term: str) -> Any:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        condition = Q(object_id=term) | Q(last_error__icontains=term)
-        try:
-            condition |= Q(id=uuid.UUID(term))
-        except ValueError:
-            pass
-        return queryset.filter(condition), False
+        return search.search(queryset, search_term), False
 
     @admin.display(description="job", ordering="created_at")
     def short_id(self, job: Job) -> str:
@@ -375,6 +385,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return [
             path("dead-letters/", view(self.dead_letters_view), name="jobs_job_dead_letters"),
             path("dead-letters/retry-group/", view(self.retry_group_view), name="jobs_job_retry_group"),
+            path("dead-letters/discard-group/", view(self.discard_group_view), name="jobs_job_discard_group"),
             path("retry-matching/", view(self.retry_matching_view), name="jobs_job_retry_matching"),
             path("<path:object_id>/retry/", view(self.retry_view), name="jobs_job_retry"),
             path("<path:object_id>/discard/", view(self.discard_view), name="jobs_job_discard"),
@@ -390,14 +401,18 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def dead_letters_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
+        all_groups = dlq.groups()
+        page = Paginator(all_groups, DEAD_LETTER_GROUPS_PER_PAGE).get_page(request.GET.get("p"))
+        page.object_list = dlq.with_examples(list(page.object_list))
         return TemplateResponse(
             request,
             "admin/jobs/job/dead_letters.html",
             {
                 **self.admin_site.each_context(request),
                 "title": "Dead letters",
-                "groups": dlq.groups(),
-                "total": Job.objects.filter(status=Job.Status.DEAD).count(),
+                "page": page,
+                "groups": page.object_list,
+                "total": sum(g.count for g in all_groups),
                 "can_retry": self.has_retry_permission(request),
                 "can_discard": self.has_discard_permission(request),
                 "opts": self.model._meta,
@@ -477,13 +492,37 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @method_decorator(require_POST)
     def retry_group_view(self, request: HttpRequest) -> HttpResponse:
+        """Re-send every dead job of one group (one error fingerprint)."""
         self._require(request, "retry_job")
-        group = Job.objects.filter(
-            status=Job.Status.DEAD, actor_name=request.POST.get("actor", ""), last_error=request.POST.get("error", "")
-        )
-        count = dlq.retry_many(group, user=request.user)
+        count = dlq.retry_many(dlq.group_jobs(request.POST.get("fingerprint", "")), user=request.user)
         self.message_user(request, f"Re-sent {count} dead job(s) of that group.", messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:jobs_job_dead_letters"))
+        return self._back(request, reverse("admin:jobs_job_dead_letters"))
+
+    @method_decorator(require_POST)
+    def discard_group_view(self, request: HttpRequest) -> HttpResponse:
+        """Discard every dead job of one group, with a reason (asked for first)."""
+        self._require(request, "discard_job")
+        fingerprint = request.POST.get("fingerprint", "")
+        reason = request.POST.get("reason", "").strip()
+        if request.POST.get("confirm") and reason:
+            count = dlq.discard_many(dlq.group_jobs(fingerprint), user=request.user, reason=reason)
+            self.message_user(request, f"Discarded {count} dead job(s) of that group.", messages.SUCCESS)
+            return self._back(request, reverse("admin:jobs_job_dead_letters"))
+        jobs = list(dlq.group_jobs(fingerprint).order_by("-finished_at")[:200])
+        return TemplateResponse(
+            request,
+            "admin/jobs/job/discard.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Discard a group of dead jobs",
+                "jobs": jobs,
+                "group": dlq.with_examples([dlq.Group(fingerprint, len(jobs), None, None)])[0],
+                "group_count": dlq.group_jobs(fingerprint).count(),
+                "next": request.POST.get("next", ""),
+                "missing_reason": bool(request.POST.get("confirm")),
+                "opts": self.model._meta,
+            },
+        )
 
     @method_decorator(require_POST)
     def retry_matching_view(self, request: HttpRequest) -> HttpResponse:

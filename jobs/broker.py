@@ -106,10 +106,12 @@ def record_undecodable(queue_name: str, redis_id: str, data: bytes, error: Excep
     from django.db import close_old_connections
     from django.utils import timezone
 
+    from jobs.fingerprints import fingerprint
     from jobs.models import Job
 
     close_old_connections()  # the consumer thread is no worker thread: mind its connection
     now = timezone.now()
+    last_error = f"The message could not be decoded and was quarantined: {error}"[:2000]
     Job.objects.create(
         id=uuid.uuid4(),
         actor_name=UNDECODABLE_ACTOR,
@@ -117,7 +119,8 @@ def record_undecodable(queue_name: str, redis_id: str, data: bytes, error: Excep
         kwargs={"payload": data[:2000].decode(errors="replace")},
         status=Job.Status.DEAD,
         attempts=1,
-        last_error=f"The message could not be decoded and was quarantined: {error}"[:2000],
+        last_error=last_error,
+        error_fingerprint=fingerprint(UNDECODABLE_ACTOR, last_error),
         broker_message_id=redis_id,
         created_at=now,
         enqueued_at=now,

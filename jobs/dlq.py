@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 import dramatiq
 from django.db import transaction
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Count, Max, Min, QuerySet
 from django.utils import timezone
 
 from jobs import lifecycle
+from jobs.fingerprints import Signature, signature
 from jobs.models import Job, JobAction
 from jobs.services import dispatch
 
@@ -118,15 +122,65 @@ def discard_many(jobs: QuerySet[Job] | Iterable[Any], *, user: Any = None, reaso
     return sum(discard(pk, user=user, reason=reason) for batch in _dead_ids(jobs) for pk in batch)
 
 
-def groups(queryset: QuerySet[Job] | None = None) -> list[dict[str, Any]]:
-    """Dead jobs grouped by actor and error: the same failure a thousand times is one line."""
-    queryset = Job.objects.all() if queryset is None else queryset
-    return list(
-        queryset.filter(status=Job.Status.DEAD)
-        .values("actor_name", "last_error")
-        .annotate(count=Count("pk"), latest=Max("finished_at"))
-        .order_by("-count", "actor_name")
+@dataclass
+class Group:
+    """Dead jobs that failed the same way (one fingerprint): how many, since when, one example."""
+
+    fingerprint: str
+    count: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    example: Job | None = None
+
+    @property
+    def signature(self) -> Signature:
+        if self.example is None:
+            return Signature("", "", "", self.fingerprint)
+        return signature(self.example.actor_name, self.example.last_error)
+
+
+def groups() -> list[Group]:
+    """Every group of dead jobs, the largest first, without examples (see `with_examples`).
+
+    One aggregate over the dead entries of the (status, error_fingerprint, finished_at)
+    index: it reads no job row, however many jobs there are.
+    """
+    rows = (
+        Job.objects.filter(status=Job.Status.DEAD)
+        .order_by()
+        .values("error_fingerprint")
+        .annotate(count=Count("*"), first_seen=Min("finished_at"), last_seen=Max("finished_at"))
     )
+    found = [Group(r["error_fingerprint"], r["count"], r["first_seen"], r["last_seen"]) for r in rows]
+    oldest = datetime.min.replace(tzinfo=dt_timezone.utc)
+    found.sort(key=lambda g: (-g.count, -(g.last_seen or oldest).timestamp(), g.fingerprint))
+    return found
+
+
+def with_examples(page: list[Group]) -> list[Group]:
+    """Attach to each group its latest dead job (one query for the page)."""
+    latest = {g.fingerprint: g.last_seen for g in page if g.last_seen is not None}
+    fields = ("id", "actor_name", "queue_name", "last_error", "error_fingerprint", "finished_at", "status")
+    found: dict[str, Job] = {}
+    if latest:
+        candidates = (
+            Job.objects.filter(
+                status=Job.Status.DEAD, error_fingerprint__in=list(latest), finished_at__in=set(latest.values())
+            )
+            .order_by()  # unordered: the (status, error_fingerprint, finished_at) index finds them
+            .only(*fields)
+        )
+        for job in candidates:
+            if job.finished_at == latest[job.error_fingerprint]:
+                found.setdefault(job.error_fingerprint, job)
+    for group in page:
+        group.example = found.get(group.fingerprint) or group_jobs(group.fingerprint).only(*fields).first()
+    return page
+
+
+def group_jobs(fingerprint: str) -> QuerySet[Job]:
+    """The dead jobs of one group."""
+    return Job.objects.filter(status=Job.Status.DEAD, error_fingerprint=fingerprint)
 
 
 def _user(user: Any) -> Any:

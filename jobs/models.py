@@ -41,6 +41,8 @@ class Job(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # Which failures are the same failure (jobs/fingerprints.py), written with last_error.
+    error_fingerprint = models.CharField(max_length=40, blank=True, default="", db_default="")
     traceback = models.TextField(blank=True)
     key = models.CharField(max_length=255, unique=True, null=True, blank=True)
     event = models.CharField(max_length=100, blank=True)
@@ -66,6 +68,11 @@ class Job(models.Model):
             models.Index(fields=["queue_name", "-created_at"], name="job_queue_created_idx"),
             models.Index(fields=["status", "finished_at"], name="job_status_finished_idx"),
             models.Index(fields=["status", "due_at"], name="job_status_due_idx"),
+            # Dead letters by fingerprint (count, first and last seen) and dead jobs per
+            # queue (the dashboard) without reading a row: both scan only the dead entries.
+            models.Index(
+                fields=["status", "error_fingerprint", "finished_at", "queue_name"], name="job_status_fingerprint_idx"
+            ),
         ]
         permissions = [
             ("retry_job", "Can retry dead jobs"),
@@ -77,6 +84,13 @@ class Job(models.Model):
     def __str__(self) -> str:
         return f"{self.actor_name} {self.id} ({self.status})"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.last_error:  # the batch writer and bulk inserts set it themselves
+            from jobs.fingerprints import fingerprint
+
+            self.error_fingerprint = fingerprint(self.actor_name, self.last_error)
+        super().save(*args, **kwargs)
+
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
@@ -86,6 +100,26 @@ class Job(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class JobValue(models.Model):
+    """The search index of job arguments: one row per scalar value (string or number,
+    1-200 characters, lower-cased) among a job's top-level args and kwargs, and its
+    object id.
+
+    Written and deleted by database triggers on the job table (migration 0004), never by
+    Django: enqueueing a job issues no statement for it. Read by the admin's search.
+    """
+
+    pk = models.CompositePrimaryKey("job_id", "value")
+    job_id = models.UUIDField()
+    value = models.CharField(max_length=200)
+
+    class Meta:
+        indexes = [models.Index(fields=["value"], name="jobvalue_value_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}: {self.value}"
 
 
 class Effect(models.Model):

@@ -21,6 +21,8 @@ from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 
+from jobs.fingerprints import fingerprint
+
 logger = logging.getLogger(__name__)
 
 BATCH_LIMIT = 1000
@@ -188,13 +190,14 @@ def write(events: list[Started | Finished]) -> None:
                 )
             if failed:
                 cursor.executemany(
-                    f"UPDATE {table} SET status = %s, finished_at = %s, last_error = %s, traceback = %s, "
-                    f"broker_message_id = %s WHERE id = %s AND attempts <= %s AND {NOT_OVER_FINAL}",
+                    f"UPDATE {table} SET status = %s, finished_at = %s, last_error = %s, error_fingerprint = %s, "
+                    f"traceback = %s, broker_message_id = %s WHERE id = %s AND attempts <= %s AND {NOT_OVER_FINAL}",
                     [
                         (
                             f.status,
                             _dt(f.at),
                             f.error,
+                            fingerprint(f.actor_name, f.error),
                             f.traceback,
                             f.broker_message_id,
                             _pk(f.job_id),
@@ -214,7 +217,7 @@ def write(events: list[Started | Finished]) -> None:
             if failed:
                 cursor.executemany(
                     f"UPDATE {table} SET status = %s, attempts = %s, started_at = %s, finished_at = %s, "
-                    "worker = %s, last_error = %s, traceback = %s, broker_message_id = %s "
+                    "worker = %s, last_error = %s, error_fingerprint = %s, traceback = %s, broker_message_id = %s "
                     f"WHERE id = %s AND attempts <= %s AND {NOT_OVER_FINAL}",
                     [
                         (
@@ -224,6 +227,7 @@ def write(events: list[Started | Finished]) -> None:
                             _dt(f.at),
                             s.worker,
                             f.error,
+                            fingerprint(s.actor_name, f.error),
                             f.traceback,
                             f.broker_message_id,
                             _pk(s.job_id),
@@ -363,6 +367,7 @@ def _adopt(cursor: Any, table: str, begun: list[Started], finishes: dict[tuple[u
             started_at=s.at,
             finished_at=finish.at if finish else None,
             last_error=finish.error if finish else "",
+            error_fingerprint=fingerprint(s.actor_name, finish.error) if finish else "",
             traceback=finish.traceback if finish else "",
         )
     if rows:

@@ -275,7 +275,13 @@ ACTIONS = [
     # (name, permission, url, data)
     ("retry", "retry_job", "/admin/jobs/job/{job}/retry/", {}),
     ("discard", "discard_job", "/admin/jobs/job/{job}/discard/", {"reason": "tested"}),
-    ("retry group", "retry_job", "/admin/jobs/job/dead-letters/retry-group/", {"actor": "send_confirmation_email"}),
+    ("retry group", "retry_job", "/admin/jobs/job/dead-letters/retry-group/", {"fingerprint": "{fingerprint}"}),
+    (
+        "discard group",
+        "discard_job",
+        "/admin/jobs/job/dead-letters/discard-group/",
+        {"fingerprint": "{fingerprint}", "confirm": "1", "reason": "tested"},
+    ),
     ("retry matching", "retry_job", "/admin/jobs/job/retry-matching/", {"query": "status=dead"}),
     ("retry selected", "retry_job", "/admin/jobs/job/", {"action": "retry_selected", "_selected_action": "{job}"}),
     ("run now", "run_schedule", "/admin/jobs/schedule/{schedule}/run-now/", {}),
@@ -300,8 +306,7 @@ def test_an_admin_action_needs_its_permission_and_a_csrf_token(
         Job.objects.filter(pk=job.pk).update(status="enqueued", attempts=0)
     schedule = Schedule.objects.create(name="s", actor_name="prune_idempotency_keys", cron="0 6 * * *")
     url = url.format(job=job.pk, schedule=schedule.pk)
-    data = {k: v.format(job=job.pk) for k, v in data.items()}
-    data.setdefault("error", job.last_error)
+    data = {k: v.format(job=job.pk, fingerprint=job.error_fingerprint) for k, v in data.items()}
     allowed = _grant(operator, "view_job", "view_schedule", permission)
     others = [p for p in ("retry_job", "discard_job", "run_schedule", "cancel_job") if p != permission]
     not_allowed = _grant(_user("looker", is_staff=True), "view_job", "view_schedule", *others)
@@ -334,6 +339,7 @@ def test_admin_actions_are_post_only(operator: Any) -> None:
         f"/admin/jobs/job/{job.pk}/cancel/",
         f"/admin/jobs/job/{job.pk}/requeue/",
         "/admin/jobs/job/dead-letters/retry-group/",
+        "/admin/jobs/job/dead-letters/discard-group/",
         "/admin/jobs/job/retry-matching/",
         f"/admin/jobs/schedule/{schedule.pk}/run-now/",
         f"/admin/jobs/schedule/{schedule.pk}/pause/",

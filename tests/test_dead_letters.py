@@ -111,7 +111,7 @@ def test_same_failure_many_times_is_one_group(stub_broker, stub_worker):
     jobs.enqueue(fragile, "y")
     drain(stub_broker, stub_worker)
 
-    groups = {(g["actor_name"], g["last_error"]): g["count"] for g in dlq.groups()}
+    groups = {(g.signature.actor_name, g.example.last_error): g.count for g in dlq.with_examples(dlq.groups())}
     assert groups == {
         ("fragile", "ConnectionError: downstream for x is down"): 3,
         ("fragile", "ConnectionError: downstream for y is down"): 1,

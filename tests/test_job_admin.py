@@ -150,11 +150,14 @@ def test_staff_without_the_permissions_see_no_buttons_and_get_403(viewer):
     page = client.get(f"/admin/jobs/job/{job.id}/change/").content.decode()
     assert 'id="retry-job"' not in page and 'id="discard-job"' not in page
     assert 'id="retry-matching"' not in client.get("/admin/jobs/job/").content.decode()
-    assert "retry-group" not in client.get("/admin/jobs/job/dead-letters/").content.decode()
+    dead_letters = client.get("/admin/jobs/job/dead-letters/").content.decode()
+    assert "retry-group" not in dead_letters and "discard-group" not in dead_letters
     assert client.post(f"/admin/jobs/job/{job.id}/retry/").status_code == 403
     assert client.post(f"/admin/jobs/job/{job.id}/discard/", {"reason": "no"}).status_code == 403
     assert client.post("/admin/jobs/job/retry-matching/", {"query": ""}).status_code == 403
-    assert client.post("/admin/jobs/job/dead-letters/retry-group/", {"actor": "x", "error": ""}).status_code == 403
+    assert client.post("/admin/jobs/job/dead-letters/retry-group/", {"fingerprint": ""}).status_code == 403
+    group = {"fingerprint": job.error_fingerprint, "confirm": "1", "reason": "no"}
+    assert client.post("/admin/jobs/job/dead-letters/discard-group/", group).status_code == 403
     response = client.post("/admin/jobs/job/", {"action": "retry_selected", "_selected_action": [str(job.id)]})
     assert Job.objects.get(pk=job.pk).status == "dead"
     assert response.status_code in (200, 302, 403)
@@ -218,7 +221,8 @@ def test_dead_letters_page_groups_and_retries_a_group(operator):
     assert "SMTP 421 try later" in page and "Retry 3" in page and "Retry 1" in page
 
     client.post(
-        "/admin/jobs/job/dead-letters/retry-group/", {"actor": "send_confirmation_email", "error": "SMTP 421 try later"}
+        "/admin/jobs/job/dead-letters/retry-group/",
+        {"fingerprint": Job.objects.exclude(pk=lone.pk).first().error_fingerprint},
     )
     assert Job.objects.filter(status="pending").count() == 3
     assert Job.objects.get(pk=lone.pk).status == "dead"

@@ -1,0 +1,132 @@
+"""The job list's search: by job id, object id, argument value or error words, each
+through an index; enqueueing writes the search values without a statement of its own."""
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+import jobs
+from jobs.models import Job, JobValue
+from jobs.search import search
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _stub(stub_broker):
+    return stub_broker
+
+
+def found(term, queryset=None):
+    return set(search(Job.objects.all() if queryset is None else queryset, term))
+
+
+def job(**fields):
+    return Job.objects.create(actor_name="send_confirmation_email", **fields)
+
+
+def test_a_job_id_finds_that_job():
+    wanted, other = job(), job()
+    assert found(str(wanted.id)) == {wanted}
+    assert found(str(wanted.id).upper()) == {wanted}
+    assert other not in found(str(wanted.id))
+
+
+def test_an_order_id_finds_the_jobs_of_that_order():
+    order_id = str(uuid.uuid4())
+    mine = [job(object_type="orders.order", object_id=order_id, kwargs={"order_id": order_id}) for _ in range(3)]
+    job(object_type="orders.order", object_id=str(uuid.uuid4()))
+    assert found(order_id) == set(mine)
+
+
+def test_a_plain_object_id_is_found_exactly():
+    wanted = job(object_id="order-77")
+    job(object_id="order-778")
+    assert found("order-77") == {wanted}
+
+
+def test_a_value_among_the_arguments_finds_the_job_case_aside():
+    by_email = job(kwargs={"to": "Ann.Smith@Example.com", "count": 3})
+    by_sku = job(args=["BUZ-001", 12])
+    job(args=["BUZ-0011"], kwargs={"to": "ann.smith@example.co"})
+
+    assert found("ann.smith@example.com") == {by_email}
+    assert found("buz-001") == {by_sku}
+    assert found("12") == {by_sku}
+
+
+def test_a_uuid_among_the_arguments_is_found_as_well_as_the_job_with_that_id():
+    dead = job()
+    hook = job(args=[str(dead.id), 0])
+    assert found(str(dead.id)) == {dead, hook}
+
+
+def test_nested_values_long_values_and_booleans_are_not_indexed():
+    job(kwargs={"parameters": {"email": "deep@example.com"}, "flag": True, "blob": "x" * 300})
+    assert found("deep@example.com") == set()
+    assert found("true") == set()
+    assert found("x" * 300) == set()
+
+
+def test_words_of_an_error_find_the_job_whatever_their_order():
+    wanted = job(last_error="SMTPServerDisconnected: relay gone for order 1234")
+    job(last_error="TimeoutError: relay slow")
+    job()
+
+    assert found("error: gone relay") == {wanted}
+    assert found("error:1234") == {wanted}
+    assert found("relay gone") == {wanted}  # a space: error words
+    assert found("error:smtpserverdisconnected") == {wanted}
+    assert found("error: ...") == set()
+
+
+def test_the_error_index_follows_updates_and_deletes():
+    first = job(last_error="ValueError: first problem")
+    Job.objects.filter(pk=first.pk).update(last_error="ValueError: second problem")
+    assert found("error:first") == set()
+    assert found("error:second") == {first}
+    Job.objects.filter(pk=first.pk).delete()
+    assert found("error:second") == set()
+
+
+def test_deleting_a_job_deletes_its_search_values():
+    gone = job(kwargs={"to": "a@example.com"}, object_id="o-1")
+    kept = job(kwargs={"to": "a@example.com"})
+    Job.objects.filter(pk=gone.pk).delete()
+    assert set(JobValue.objects.values_list("job_id", flat=True)) == {kept.pk}
+
+
+def test_search_combines_with_the_list_filters(operator):
+    dead = job(status="dead", kwargs={"to": "b@example.com"})
+    done = job(status="succeeded", kwargs={"to": "b@example.com"})
+    client = Client()
+    client.force_login(operator)
+
+    page = client.get("/admin/jobs/job/", {"q": "b@example.com", "status__exact": "dead"}).content.decode()
+
+    assert str(dead.id)[:8] in page
+    assert str(done.id)[:8] not in page
+    assert "error:" in page  # the help text explains the kinds
+
+
+@jobs.actor(max_retries=0, time_limit=5_000)
+def searchable(email: str, sku: str) -> None:
+    pass
+
+
+def test_enqueue_issues_no_statement_for_the_search_values(stub_broker):
+    with CaptureQueriesContext(connection) as queries:
+        enqueued = jobs.enqueue(searchable, "c@example.com", sku="MUG-001")
+
+    assert [q["sql"] for q in queries.captured_queries if "jobvalue" in q["sql"].lower()] == []
+    assert found("mug-001") == {enqueued}
+
+
+def test_exact_search_reads_no_error_text():
+    with CaptureQueriesContext(connection) as queries:
+        list(found("someone@example.com"))
+    sql = " ".join(q["sql"] for q in queries.captured_queries)
+    assert "LIKE" not in sql and "last_error" not in sql.split("WHERE", 1)[-1]
