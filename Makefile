@@ -12,7 +12,7 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3 python3.13; 
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] < (3,14))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
 
-.PHONY: run test test-faults test-fast lint format bench venv dev-deps redis env clean-test audit
+.PHONY: run stop test test-faults test-fast lint format bench venv dev-deps redis redis-binary env clean-test audit
 
 $(VENV)/.installed: requirements.txt
 	@if [ -z "$(PYTHON)" ]; then echo "Buzzer needs Python 3.10 or newer: install python3 (3.10-3.12) and run make again."; exit 1; fi
@@ -31,8 +31,17 @@ dev-deps: $(VENV)/.installed-dev
 env:
 	@$(PYTHON) scripts/write_env.py
 
+# REDIS_URL if set (checked, never started), else this checkout's own redis-server (var/redis/).
 redis: venv
 	@$(PY) scripts/ensure_redis.py
+
+# The test suite starts Redis servers of its own: it only needs the binary.
+redis-binary: venv
+	@$(PY) scripts/ensure_redis.py --binary-only
+
+# Stops this checkout's own Redis (`make run` leaves it running for the next start).
+stop:
+	@$(PY) scripts/ensure_redis.py --stop
 
 run: venv env redis
 	$(PY) manage.py migrate --noinput
@@ -43,20 +52,20 @@ run: venv env redis
 	@echo "  Shop:   http://127.0.0.1:$(PORT)/"
 	@echo "  Admin:  http://127.0.0.1:$(PORT)/admin/"
 	@echo "  API:    POST http://127.0.0.1:$(PORT)/api/orders/ (make a key: $(PY) manage.py create_api_key NAME)"
-	@echo "  Ctrl-C stops web, worker and scheduler."
+	@echo "  Ctrl-C stops web, worker and scheduler; \`make stop\` then stops this checkout's own Redis."
 	@echo ""
 	BUZZER_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
 
-test: dev-deps redis
+test: dev-deps redis-binary
 	@$(PY) scripts/ensure_test_tools.py
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The daily loop: everything but the fault suite and the browser tests (a minute or two).
-test-fast: dev-deps redis
+test-fast: dev-deps redis-binary
 	$(VENV)/bin/pytest -m "not faults and not browser" $(PYTEST_ARGS)
 
 # The fault-injection suite alone (it is part of `make test` too).
-test-faults: dev-deps redis
+test-faults: dev-deps redis-binary
 	$(VENV)/bin/pytest -m faults tests/faults $(PYTEST_ARGS)
 
 lint: dev-deps

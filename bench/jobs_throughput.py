@@ -153,7 +153,7 @@ def drain(args: argparse.Namespace, tracking: bool) -> float:
     client.flushdb()
     n = args.jobs
     (fill_tracked if tracking else fill_bare)(n)
-    queue_key = "dramatiq:default"
+    queue_key = f"{broker.namespace}:default"
     assert client.llen(queue_key) == n
 
     proc = start_workers(args, tracking)
@@ -166,7 +166,8 @@ def drain(args: argparse.Namespace, tracking: bool) -> float:
                 time.sleep(0.02)
         else:
             # Done when the queue is empty and nothing is in flight (every ack set empty).
-            while client.llen(queue_key) or any(client.scard(k) for k in client.scan_iter("dramatiq:__acks__.*")):
+            acks = f"{broker.namespace}:__acks__.*"
+            while client.llen(queue_key) or any(client.scard(k) for k in client.scan_iter(acks)):
                 time.sleep(0.005)
         elapsed = time.perf_counter() - started
     finally:

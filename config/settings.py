@@ -4,6 +4,7 @@ Development defaults work out of the box; production (DEBUG off) refuses to star
 without SECRET_KEY.
 """
 
+import hashlib
 import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -167,15 +168,36 @@ def _with_query(url: str, **params: object) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _test_redis_url(url: str) -> str:
-    """The suite's Redis: the same server, database 15, never the one `make run` uses."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/15"))
+def _project_redis_url() -> str:
+    """The Redis `make run` started for this checkout (scripts/ensure_redis.py writes its
+    URL to var/redis/url), else the usual local one."""
+    path = VAR_DIR / "redis" / "url"
+    return path.read_text().strip() if path.exists() else "redis://127.0.0.1:6379/0"
 
 
-REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+REDIS_URL = env.str("REDIS_URL", default="") or _project_redis_url()
 if TESTING:
-    REDIS_URL = env.str("TEST_REDIS_URL", default=_test_redis_url(REDIS_URL))
+    # The suite's own redis-server on a private port, never a Redis it did not start.
+    REDIS_URL = env.str("TEST_REDIS_URL", default="")
+    if not REDIS_URL:
+        from tests.support import suite_redis
+
+        REDIS_URL = suite_redis.start()
+
+
+def _installation_namespace(database: dict) -> str:
+    """A prefix for every Redis key of this installation, derived from the identity of its
+    database: two installations (checkouts, staging copies, projects) sharing one Redis
+    never consume each other's queues or see each other's numbers; every process of one
+    installation (web, workers, scheduler, on any host) uses the same database, hence the
+    same prefix."""
+    identity = "|".join(str(database.get(k) or "") for k in ("ENGINE", "HOST", "PORT", "NAME"))
+    return "buzzer-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+BUZZER_NAMESPACE = env.str("BUZZER_NAMESPACE", default="") or (
+    "buzzer-test" if TESTING else _installation_namespace(DATABASES["default"])
+)
 
 # Connect and read timeouts keep a request from hanging on a dead or stalled Redis.
 BROKER_URL = _with_query(
@@ -187,7 +209,7 @@ BUZZER_BROKER = env.str("BUZZER_BROKER", default="stub" if TESTING else "redis")
 
 DRAMATIQ_BROKER = {
     "BROKER": "dramatiq.brokers.stub.StubBroker" if BUZZER_BROKER == "stub" else "jobs.broker.BuzzerRedisBroker",
-    "OPTIONS": {} if BUZZER_BROKER == "stub" else {"url": BROKER_URL},
+    "OPTIONS": {} if BUZZER_BROKER == "stub" else {"url": BROKER_URL, "namespace": BUZZER_NAMESPACE},
     # Always listed in full: django-dramatiq's defaults name a middleware dramatiq 2
     # no longer has, and a broker without this key would run with no retries at all.
     "MIDDLEWARE": [

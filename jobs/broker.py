@@ -94,6 +94,10 @@ class BuzzerConsumer(_RedisConsumer):
 
 class BuzzerRedisBroker(RedisBroker):
     def __init__(self, **kwargs: Any) -> None:
+        from django.conf import settings
+
+        # Every key in the installation's namespace, not Dramatiq's shared "dramatiq".
+        kwargs.setdefault("namespace", settings.BUZZER_NAMESPACE)
         super().__init__(**kwargs)
         self.consumers_made: dict[str, int] = {}
 

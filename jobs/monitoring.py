@@ -55,13 +55,13 @@ def redis_connection(broker: Any = None) -> tuple[Any, str]:
     """The Redis client and key namespace of the configured broker.
 
     A stub broker (tests, development without Redis) has no client: the Redis at
-    BROKER_URL is read instead, with Dramatiq's default namespace.
+    BROKER_URL is read instead, with the installation's namespace.
     """
     broker = broker or dramatiq.get_broker()
     client = getattr(broker, "client", None)
     if client is None:
         client = _client_for(settings.BROKER_URL)
-    return client, getattr(broker, "namespace", "dramatiq")
+    return client, getattr(broker, "namespace", settings.BUZZER_NAMESPACE)
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,4 +1,4 @@
-"""Buzzer's Redis broker (real Redis, database 15): undecodable messages are quarantined,
+"""Buzzer's Redis broker (the suite's real Redis): undecodable messages are quarantined,
 a restarted consumer puts back what its worker had fetched, and jobs taken over after a
 crash run alone."""
 
@@ -12,13 +12,14 @@ from jobs.broker import UNDECODABLE_ACTOR, BuzzerRedisBroker
 from jobs.middleware import Isolation
 from jobs.models import Job
 from tests.support.brokers import redis_broker
+from tests.support.keys import key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def broker(settings):
-    with redis_broker():  # flushes database 15 before and after
+    with redis_broker():  # flushes the suite's Redis before and after
         broker = BuzzerRedisBroker(url=settings.BROKER_URL, middleware=[])
         broker.declare_queue("default")
         yield broker
@@ -31,16 +32,16 @@ def message(n: int) -> dramatiq.Message:
 
 def test_an_undecodable_message_is_quarantined_and_its_batch_still_delivered(broker):
     broker.enqueue(message(1))
-    broker.client.hset("dramatiq:default.msgs", "bad", b"\xff not json")
-    broker.client.rpush("dramatiq:default", "bad")
+    broker.client.hset(key("default.msgs"), "bad", b"\xff not json")
+    broker.client.rpush(key("default"), "bad")
     broker.enqueue(message(2))
 
     consumer = broker.consume("default", prefetch=10, timeout=100)
     delivered = [next(consumer), next(consumer)]
 
     assert [m.kwargs["n"] for m in delivered] == [1, 2]
-    assert broker.client.zscore("dramatiq:default.XQ", "bad") is not None
-    assert not broker.client.hexists("dramatiq:default.msgs", "bad")
+    assert broker.client.zscore(key("default.XQ"), "bad") is not None
+    assert not broker.client.hexists(key("default.msgs"), "bad")
     row = Job.objects.get(actor_name=UNDECODABLE_ACTOR)
     assert row.status == "dead" and row.broker_message_id == "bad"
 
@@ -50,8 +51,8 @@ def test_a_restarted_consumer_puts_back_what_its_worker_had_fetched(broker):
         broker.enqueue(message(n))
     first = broker.consume("default", prefetch=3, timeout=100)
     next(first)  # fetches all three; the other two stay in its memory only
-    acks = f"dramatiq:__acks__.{broker.broker_id}.default"
-    assert broker.client.scard(acks) == 3 and broker.client.llen("dramatiq:default") == 0
+    acks = key(f"__acks__.{broker.broker_id}.default")
+    assert broker.client.scard(acks) == 3 and broker.client.llen(key("default")) == 0
 
     # The connection broke: Dramatiq drops that consumer and makes a new one.
     second = broker.consume("default", prefetch=3, timeout=100)

@@ -41,8 +41,45 @@ def test_production_starts_with_a_secret_key_and_debug_off():
     assert result.stdout.strip() == "False"
 
 
-def test_tests_use_their_own_redis_database():
-    assert settings.REDIS_URL.endswith("/15")
+def test_the_suite_uses_a_redis_server_it_started_itself():
+    import redis
+
+    if os.environ.get("TEST_REDIS_URL"):
+        pytest.skip("TEST_REDIS_URL names the suite's Redis explicitly")
+    server_pid = redis.Redis.from_url(settings.REDIS_URL).info("server")["process_id"]
+    parent = int(open(f"/proc/{server_pid}/stat").read().split(") ")[1].split()[1])
+    assert parent == os.getpid(), "the suite's Redis must be a server this run started"
+    assert ":6379/" not in settings.REDIS_URL
+
+
+def namespace_of(**env: str) -> str:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings');"
+            " django.setup(); from django.conf import settings;"
+            " print(settings.BUZZER_NAMESPACE, settings.DRAMATIQ_BROKER['OPTIONS'].get('namespace'))",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "BUZZER_TESTING": "0", "DEBUG": "1", "BUZZER_NAMESPACE": "", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    namespace, broker_namespace = result.stdout.split()
+    assert namespace == broker_namespace  # Dramatiq's keys carry it too
+    return namespace
+
+
+def test_each_installation_gets_its_own_redis_namespace_from_its_database():
+    a = namespace_of(DATABASE_URL="sqlite:////srv/shop-a/db.sqlite3")
+    b = namespace_of(DATABASE_URL="sqlite:////srv/shop-b/db.sqlite3")
+    pg = namespace_of(DATABASE_URL="postgres://u@db.example:5432/shop")
+    assert len({a, b, pg}) == 3 and all(n.startswith("buzzer-") for n in (a, b, pg))
+    assert namespace_of(DATABASE_URL="postgres://other-user:pw@db.example:5432/shop") == pg  # same database
+    assert namespace_of(DATABASE_URL="sqlite:////srv/shop-a/db.sqlite3", BUZZER_NAMESPACE="shop") == "shop"
 
 
 @pytest.mark.django_db

@@ -24,6 +24,7 @@ from tests.support import email
 from tests.support.brokers import redis_broker
 from tests.support.data import order_body
 from tests.support.http import request
+from tests.support.keys import key
 from tests.support.postgres_server import PostgresServer, server_bin_dir
 from tests.support.redis_server import RedisServer
 from tests.support.web import WebProcess
@@ -75,7 +76,7 @@ class FaultStack:
         from tests.support.waiting import wait_until
 
         def lookup() -> str | None:
-            for entry in self.redis.client().zrange("dramatiq:buzzer:workers", 0, -1):
+            for entry in self.redis.client().zrange(key("buzzer:workers"), 0, -1):
                 broker_id, _host, entry_pid = entry.decode().split("|")
                 if int(entry_pid) == pid:
                     return broker_id

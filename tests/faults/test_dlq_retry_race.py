@@ -21,6 +21,7 @@ from tests.faults.conftest import FaultStack
 from tests.support import email
 from tests.support.data import QUICK_RETRIES, email_job
 from tests.support.figures import record
+from tests.support.keys import key
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
@@ -83,8 +84,8 @@ def flash_messages(response: requests.Response) -> list[str]:
 def queued(stack: FaultStack, job: Job) -> int:
     """How many messages of `job` wait in its queue (no worker runs)."""
     client = stack.redis.client()
-    redis_ids = client.lrange(f"dramatiq:{job.queue_name}", 0, -1)
-    payloads = client.hmget(f"dramatiq:{job.queue_name}.msgs", redis_ids) if redis_ids else []
+    redis_ids = client.lrange(key(f"{job.queue_name}"), 0, -1)
+    payloads = client.hmget(key(f"{job.queue_name}.msgs"), redis_ids) if redis_ids else []
     return sum(1 for payload in payloads if payload and json.loads(payload)["message_id"] == str(job.id))
 
 
@@ -99,7 +100,7 @@ def test_20_concurrent_retries_of_a_dead_job_resend_it_once(
     job.refresh_from_db()
     dead_attempts = job.attempts
     client = stack.redis.client()
-    assert client.zcard("dramatiq:default.XQ") == 1  # Dramatiq's own dead-letter set holds it too
+    assert client.zcard(key("default.XQ")) == 1  # Dramatiq's own dead-letter set holds it too
     worker.stop()  # so that the queue shows what the clicks sent
     assert queued(stack, job) == 0
 
@@ -131,11 +132,11 @@ def test_20_concurrent_retries_of_a_dead_job_resend_it_once(
     assert JobAction.objects.get(job=job, kind=JobAction.Kind.RETRY).user == operator
     sent = queued(stack, job)
     assert sent == 1
-    assert client.zcard("dramatiq:default.XQ") == 0  # and it left Dramatiq's dead-letter set
+    assert client.zcard(key("default.XQ")) == 0  # and it left Dramatiq's dead-letter set
 
     stack.workers(processes=1, threads=4)
     wait_until(lambda: Job.objects.get(pk=job.pk).status == Job.Status.SUCCEEDED, timeout=60, what="the re-sent job")
-    wait_until(lambda: client.llen("dramatiq:default") == 0, timeout=30, what="the queue to drain")
+    wait_until(lambda: client.llen(key("default")) == 0, timeout=30, what="the queue to drain")
     job.refresh_from_db()
     assert job.attempts == 1
     emails = [message for message in email.sent() if message["id"] == email.confirmation_id(job.object_id)]

@@ -21,7 +21,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from jobs.management.commands.runscheduler import LEASE_KEY
+from jobs.management.commands.runscheduler import lease_key
 from jobs.models import Job
 from orders.models import Order
 from tests.faults.conftest import FaultStack, job_counts, wait_for_effects
@@ -60,7 +60,7 @@ class Host:
 
 
 def lease_holder_pid(stack: FaultStack) -> int | None:
-    holder = stack.redis.client().get(LEASE_KEY)
+    holder = stack.redis.client().get(lease_key())
     return int(holder.decode().split(":")[1]) if holder else None
 
 

@@ -18,6 +18,7 @@ from tests.faults.conftest import FaultStack, wait_for_effects
 from tests.support.data import order_body
 from tests.support.figures import record
 from tests.support.http import request
+from tests.support.keys import key
 
 pytestmark = pytest.mark.faults
 
@@ -28,8 +29,8 @@ KEY = "checkout-7f3a9c"
 def queued_ids(stack: FaultStack) -> Counter[str]:
     """How many times each job was sent to the default queue (no worker runs yet)."""
     client = stack.redis.client()
-    redis_ids = client.lrange("dramatiq:default", 0, -1)
-    payloads = client.hmget("dramatiq:default.msgs", redis_ids) if redis_ids else []
+    redis_ids = client.lrange(key("default"), 0, -1)
+    payloads = client.hmget(key("default.msgs"), redis_ids) if redis_ids else []
     return Counter(json.loads(payload)["message_id"] for payload in payloads if payload)
 
 

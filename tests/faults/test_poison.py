@@ -16,6 +16,7 @@ from tests.faults.conftest import FaultStack, job_counts, wait_for_effects
 from tests.support import email
 from tests.support.data import order_jobs
 from tests.support.figures import record
+from tests.support.keys import key
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
@@ -77,7 +78,7 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_and_its_neighbours_complet
                 "id", "actor_name", "status", "worker", "attempts", "enqueued_at", "started_at"
             )[:5]
         )
-        claims = {str(j[0]): stack.redis.client().get(f"dramatiq:buzzer:claim:{j[0]}:0") for j in stuck}
+        claims = {str(j[0]): stack.redis.client().get(key(f"buzzer:claim:{j[0]}:0")) for j in stuck}
         raise AssertionError(f"{job_counts()} {stuck} {claims}") from None
     # Each supervisor restarted its rundramatiq after every death and is still running.
     restarts = sum(w.log_path.read_text().count("runworkers: rundramatiq exited unexpectedly") for w in (first, second))
@@ -95,8 +96,8 @@ def test_an_undecodable_message_is_quarantined_and_the_worker_keeps_going(stack:
     before = place(50, "before")
     client = stack.redis.client()
     garbage = b'{"queue_name": "default", "actor_name": \xff\xfe not json'
-    client.hset("dramatiq:default.msgs", "garbage-1", garbage)
-    client.rpush("dramatiq:default", "garbage-1")
+    client.hset(key("default.msgs"), "garbage-1", garbage)
+    client.rpush(key("default"), "garbage-1")
     after = place(50, "after")
 
     worker = stack.workers(processes=1, threads=8)
@@ -109,10 +110,10 @@ def test_an_undecodable_message_is_quarantined_and_the_worker_keeps_going(stack:
     assert quarantined.broker_message_id == "garbage-1"
     assert "could not be decoded" in quarantined.last_error
     # In Dramatiq's dead-letter set, out of the queue and out of the worker's fetched set.
-    assert client.zscore("dramatiq:default.XQ", "garbage-1") is not None
-    assert client.hget("dramatiq:default.XQ.msgs", "garbage-1") == garbage
-    assert not client.hexists("dramatiq:default.msgs", "garbage-1")
-    assert not [k for k in client.scan_iter("dramatiq:__acks__.*") if client.sismember(k, "garbage-1")]
+    assert client.zscore(key("default.XQ"), "garbage-1") is not None
+    assert client.hget(key("default.XQ.msgs"), "garbage-1") == garbage
+    assert not client.hexists(key("default.msgs"), "garbage-1")
+    assert not [k for k in client.scan_iter(key("__acks__.*")) if client.sismember(k, "garbage-1")]
     # The worker never restarted and logged no consumer crash.
     log = worker.output()
     assert "exited unexpectedly" not in log and "Consumer encountered an unexpected error" not in log

@@ -14,6 +14,7 @@ from tests.faults.conftest import STOCK, FaultStack, wait_for_effects
 from tests.support import email
 from tests.support.data import order_jobs
 from tests.support.figures import record
+from tests.support.keys import key
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
@@ -83,4 +84,4 @@ def test_a_thousand_rolled_back_orders_leave_nothing_behind(
 
 
 def _messages(client: Any) -> int:
-    return sum(client.hlen(key) for key in client.scan_iter("dramatiq:*.msgs"))
+    return sum(client.hlen(key) for key in client.scan_iter(key("*.msgs")))

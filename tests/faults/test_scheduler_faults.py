@@ -21,10 +21,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from jobs import schedules
-from jobs.management.commands.runscheduler import LEASE_KEY
+from jobs.management.commands.runscheduler import lease_key
 from jobs.models import Job, Schedule
 from tests.faults.conftest import FaultStack
 from tests.support.figures import record
+from tests.support.keys import key
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
@@ -45,13 +46,13 @@ def queued_ids(stack: FaultStack) -> Counter[str]:
     """How many times each job (message id) was sent to the default queue, where it waits
     (no worker takes them). Dramatiq queues each send under a Redis id of its own."""
     client = stack.redis.client()
-    redis_ids = client.lrange("dramatiq:default", 0, -1)
-    payloads = client.hmget("dramatiq:default.msgs", redis_ids) if redis_ids else []
+    redis_ids = client.lrange(key("default"), 0, -1)
+    payloads = client.hmget(key("default.msgs"), redis_ids) if redis_ids else []
     return Counter(json.loads(payload)["message_id"] for payload in payloads if payload)
 
 
 def lease_holder_pid(stack: FaultStack) -> int | None:
-    holder = stack.redis.client().get(LEASE_KEY)
+    holder = stack.redis.client().get(lease_key())
     return int(holder.decode().split(":")[1]) if holder else None
 
 
@@ -101,13 +102,13 @@ def test_three_schedulers_write_each_fire_time_once_and_a_standby_takes_over_wit
         what="every fired job to run",
     )
     client = stack.redis.client()
-    wait_until(lambda: client.llen("dramatiq:default") == 0, timeout=30, what="the queue to drain")
+    wait_until(lambda: client.llen(key("default")) == 0, timeout=30, what="the queue to drain")
     # The actor is also @periodic: each scheduler writes its slot's job when it starts
     # (one job per slot for all three); those runs are counted apart.
     periodic = Job.objects.filter(actor_name=ACTOR, key__startswith=f"periodic:{ACTOR}:")
     wait_until(lambda: not periodic.exclude(status=Job.Status.SUCCEEDED).exists(), timeout=30, what="the periodic run")
     time.sleep(1)  # a second run of any job would be counted by now
-    runs = int(client.hget("dramatiq:buzzer:stats:totals", f"c|{ACTOR}|succeeded") or 0) - periodic.count()
+    runs = int(client.hget(key("buzzer:stats:totals"), f"c|{ACTOR}|succeeded") or 0) - periodic.count()
     assert runs == len(fires), (runs, len(fires))
     assert set(Job.objects.filter(pk__in=[job.pk for job in fires.values()]).values_list("attempts", flat=True)) == {1}
 

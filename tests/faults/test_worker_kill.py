@@ -16,6 +16,7 @@ from tests.faults.conftest import FaultStack, all_effects_once, order_effects, w
 from tests.support import email
 from tests.support.data import order_jobs
 from tests.support.figures import record
+from tests.support.keys import key
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
@@ -65,7 +66,7 @@ def test_sigkill_of_a_busy_worker_loses_nothing_and_doubles_nothing(stack: Fault
     effects = order_effects(orders)
     assert all_effects_once(effects), effects
     client = stack.redis.client()
-    leftover = [key for key in client.scan_iter(f"dramatiq:__acks__.{victim_id}.*") if client.scard(key)]
+    leftover = [key for key in client.scan_iter(key(f"__acks__.{victim_id}.*")) if client.scard(key)]
     assert leftover == []
     assert survivor.proc.poll() is None
     record(

@@ -15,6 +15,7 @@ from jobs.models import Job
 from jobs.services import build_message
 from tests.faults.conftest import FaultStack
 from tests.support.figures import record
+from tests.support.keys import key
 from tests.support.waiting import wait_until
 from tests.support.workers import database_url
 
@@ -62,21 +63,21 @@ def enqueue_tracked(stack: FaultStack, count: int) -> None:
             for job in rows:
                 redis_id = str(uuid.uuid4())
                 message = build_message(job).copy(options={"redis_message_id": redis_id})
-                pipe.hset("dramatiq:default.msgs", redis_id, message.encode())
-                pipe.rpush("dramatiq:default", redis_id)
+                pipe.hset(key("default.msgs"), redis_id, message.encode())
+                pipe.rpush(key("default"), redis_id)
             pipe.execute()
 
 
 def succeeded(stack: FaultStack) -> int:
     """Finished attempts the worker has counted (its writer's counters in Redis)."""
-    return int(stack.redis.client().hget("dramatiq:buzzer:stats:totals", f"c|{ACTOR}|succeeded") or 0)
+    return int(stack.redis.client().hget(key("buzzer:stats:totals"), f"c|{ACTOR}|succeeded") or 0)
 
 
 def test_a_worker_running_100k_jobs_grows_its_memory_by_less_than_10_percent(stack: FaultStack) -> None:
     filled_at = time.monotonic()
     enqueue_tracked(stack, JOBS)
     fill_seconds = time.monotonic() - filled_at
-    assert stack.redis.client().llen("dramatiq:default") == JOBS
+    assert stack.redis.client().llen(key("default")) == JOBS
 
     # As production runs it: DEBUG off (with DEBUG on, Django keeps the last 9,000 queries
     # of every thread's connection, which looks like a leak until the log is full) and

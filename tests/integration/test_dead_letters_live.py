@@ -13,6 +13,7 @@ from django.test import Client
 from jobs.models import Job, JobAction
 from tests.support import email
 from tests.support.data import QUICK_RETRIES, email_job
+from tests.support.keys import key
 from tests.support.waiting import wait_until
 from tests.support.workers import scheduler_process
 
@@ -40,7 +41,7 @@ def test_always_failing_job_goes_dead_and_admin_retry_runs_it_once_fixed(product
     assert job.attempts == 3
     assert job.failed_attempts.count() == 3
     r = redis.Redis.from_url(settings.REDIS_URL)
-    assert r.zcard("dramatiq:default.XQ") == 1  # Dramatiq's own dead-letter set holds it too
+    assert r.zcard(key("default.XQ")) == 1  # Dramatiq's own dead-letter set holds it too
     client, token = operator_client(operator)
     assert "injected failure" in client.get("/admin/jobs/job/dead-letters/").content.decode()
 
@@ -52,7 +53,7 @@ def test_always_failing_job_goes_dead_and_admin_retry_runs_it_once_fixed(product
     job.refresh_from_db()
     assert job.attempts == 1
     assert len(email.sent()) == 1
-    assert r.zcard("dramatiq:default.XQ") == 0  # and it left Dramatiq's dead-letter set
+    assert r.zcard(key("default.XQ")) == 0  # and it left Dramatiq's dead-letter set
     assert JobAction.objects.get(job=job, kind="retry").user == operator
 
 
@@ -75,7 +76,7 @@ def test_job_of_a_worker_killed_mid_job_is_finished_by_another_within_seconds(pr
     assert len(email.sent()) == 1
     assert JobAction.objects.filter(job=job, kind="recover").count() == 1
     r = redis.Redis.from_url(settings.REDIS_URL)
-    assert [k for k in r.scan_iter("dramatiq:__acks__.*") if r.scard(k)] == []  # nothing left unacked
+    assert [k for k in r.scan_iter(key("__acks__.*")) if r.scard(k)] == []  # nothing left unacked
     print(f"SIGKILL recovery: job finished {recovered_in:.1f}s after the kill")
 
 

@@ -22,6 +22,7 @@ from reports import services
 from reports.models import Report
 from tests.support import email
 from tests.support.data import QUICK_RETRIES, email_job
+from tests.support.keys import key
 from tests.support.reports import csv_rows, many_items
 from tests.support.waiting import wait_until
 
@@ -60,9 +61,9 @@ def status_of(job: Job) -> str:
 def fetched_by_a_worker(job: Job) -> bool:
     """Is the job's message in some worker's fetched-but-unacknowledged set?"""
     r = redis.Redis.from_url(django_settings.REDIS_URL)
-    for acks in r.scan_iter("dramatiq:__acks__.*"):
+    for acks in r.scan_iter(key("__acks__.*")):
         for redis_id in r.smembers(acks):
-            payload = r.hget("dramatiq:default.msgs", redis_id)
+            payload = r.hget(key("default.msgs"), redis_id)
             if payload and json.loads(payload)["message_id"] == str(job.pk):
                 return True
     return False

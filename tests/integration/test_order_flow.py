@@ -11,6 +11,7 @@ from orders.models import DailySales, Order, Product
 from tests.support import email
 from tests.support.data import order_body, order_jobs
 from tests.support.http import request
+from tests.support.keys import key
 from tests.support.waiting import wait_until
 from tests.support.workers import scheduler_process
 
@@ -80,8 +81,8 @@ def test_rolled_back_order_leaves_no_jobs_and_no_messages(real_broker, products)
     assert Job.objects.count() == 0
     assert Order.objects.count() == 0
     for queue_name in settings.BUZZER_QUEUES:
-        assert client.llen(f"dramatiq:{queue_name}") == 0
-        assert client.hlen(f"dramatiq:{queue_name}.msgs") == 0
+        assert client.llen(key(f"{queue_name}")) == 0
+        assert client.hlen(key(f"{queue_name}.msgs")) == 0
 
 
 def test_jobs_never_dispatched_are_sent_by_the_scheduler_sweep(products, worker_factory, monkeypatch):

@@ -13,12 +13,12 @@ from dramatiq.brokers.redis import RedisBroker
 
 @contextmanager
 def redis_broker(url: str | None = None) -> Iterator[RedisBroker]:
-    """The suite's Redis (database 15), or the Redis at `url` (a fault test's own server)."""
+    """The suite's own Redis, or the Redis at `url` (a fault test's own server)."""
     stub = dramatiq.get_broker()
     middleware = [load_middleware(path) for path in settings.DRAMATIQ_BROKER["MIDDLEWARE"]]
     broker_url = settings.BROKER_URL if url is None else f"{url}?socket_connect_timeout=1&socket_timeout=5"
-    broker = RedisBroker(url=broker_url, middleware=middleware)
-    broker.client.flushdb()  # database 15 (or the private server) belongs to the suite alone
+    broker = RedisBroker(url=broker_url, middleware=middleware, namespace=settings.BUZZER_NAMESPACE)
+    broker.client.flushdb()  # the suite's own server (or a fault test's) belongs to the suite alone
     for queue_name in settings.BUZZER_QUEUES:
         broker.declare_queue(queue_name)
     actors = list(stub.actors.values())

@@ -38,6 +38,7 @@ def worker_env(**extra: str) -> dict[str, str]:
             "BUZZER_BROKER": "redis",
             "DEBUG": "1",
             "REDIS_URL": settings.REDIS_URL,
+            "BUZZER_NAMESPACE": settings.BUZZER_NAMESPACE,
             "DATABASE_URL": database_url(),
             "EMAIL_BACKEND": "tests.support.email.RedisLedgerBackend",
             "dramatiq_worker_timeout": "100",
@@ -80,9 +81,11 @@ class WorkerProcess:
         supervised: bool = False,
         redis_url: str | None = None,
         module: str | None = None,
+        namespace: str | None = None,
         **env: str,
     ) -> None:
         self.processes = processes
+        self.namespace = namespace or settings.BUZZER_NAMESPACE
         self.redis_url = redis_url or settings.REDIS_URL
         if redis_url:
             env.setdefault("REDIS_URL", redis_url)
@@ -122,7 +125,7 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.output()}")
-            alive = client.zrangebyscore("dramatiq:__heartbeats__", started_ms, "+inf")
+            alive = client.zrangebyscore(f"{self.namespace}:__heartbeats__", started_ms, "+inf")
             if len(alive) >= self.processes:
                 return
             time.sleep(0.1)

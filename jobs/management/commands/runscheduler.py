@@ -26,7 +26,9 @@ from jobs.periodic import enqueue_due, registered
 
 logger = logging.getLogger(__name__)
 
-LEASE_KEY = "buzzer:scheduler:lease"
+
+def lease_key() -> str:
+    return f"{settings.BUZZER_NAMESPACE}:buzzer:scheduler:lease"
 
 
 def with_connections(work: Callable[..., Any]) -> Callable[..., None]:
@@ -189,7 +191,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         client = redis.Redis.from_url(settings.BROKER_URL)
         ttl = settings.BUZZER_SCHEDULER_LEASE_SECONDS
-        lease = Lease(client, LEASE_KEY, ttl)
+        lease = Lease(client, lease_key(), ttl)
         stopping = threading.Event()
 
         def stop(signum: int, frame: Any) -> None:
