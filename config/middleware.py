@@ -12,6 +12,7 @@ order is charged only once its rows can be written, and refunded if the write fa
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import redis
@@ -55,3 +56,42 @@ class BrokerUnavailableMiddleware:
         response["Retry-After"] = "5"
         response["Cache-Control"] = "no-store"
         return response
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (its `X-Request-ID` if it brings a plain one, else a new
+    one), binds it to the request's log lines and to the jobs it enqueues, returns it in
+    the response's `X-Request-ID`, and logs one line per request (method, path, status,
+    duration)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from config import logging as buzzer_logging
+
+        request_id = buzzer_logging.new_request_id(request.headers.get("X-Request-ID"))
+        request.request_id = request_id  # type: ignore[attr-defined]
+        buzzer_logging.bind(request_id=request_id)
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+            response["X-Request-ID"] = request_id
+            access_logger.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+            return response
+        finally:
+            buzzer_logging.unbind("request_id")
+
+
+access_logger = logging.getLogger("buzzer.requests")

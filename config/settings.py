@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config import logging as _logging
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -47,6 +49,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -326,14 +329,13 @@ if not DEBUG and not TESTING:
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "dramatiq": {"level": env.str("DRAMATIQ_LOG_LEVEL", default="WARNING")},
-        "apscheduler": {"level": "WARNING"},
-    },
-}
+# One format for web, workers and scheduler (config/logging.py): JSON lines in
+# production, readable lines in development.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}.")
+LOGGING = _logging.settings_dict(
+    LOG_FORMAT,
+    env.str("LOG_LEVEL", default="INFO"),
+    {"dramatiq": env.str("DRAMATIQ_LOG_LEVEL", default="WARNING"), "apscheduler": "WARNING"},
+)

@@ -18,6 +18,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 from dramatiq.middleware import Retries as DramatiqRetries
 from dramatiq.middleware import TimeLimit as DramatiqTimeLimit
 
+from config import logging as buzzer_logging
 from jobs.effects import set_current_job
 
 logger = logging.getLogger(__name__)
@@ -250,6 +251,13 @@ class JobTracking(Middleware):
             message._buzzer_suspect = key
         message._buzzer_attempt = attempt
         message._buzzer_started = timezone.now()
+        context = {"job_id": str(job_id), "actor": message.actor_name, "attempt": attempt, "queue": message.queue_name}
+        request_id = message.options.get("buzzer_request_id")
+        if request_id:
+            context["request_id"] = request_id
+        else:
+            buzzer_logging.unbind("request_id")
+        buzzer_logging.bind(**context)
         set_current_job(job_id, message.options.get("buzzer_generation", 0))
         writer.started(
             Started(
@@ -313,6 +321,7 @@ class JobTracking(Middleware):
         if attempt is None:
             return
         set_current_job(None)
+        self._log_outcome(message, exception)
         writer, _ = self._tools(broker)
         common = {
             "actor_name": message.actor_name,
@@ -356,6 +365,33 @@ class JobTracking(Middleware):
                 **common,
             )
         )
+
+    @staticmethod
+    def _log_outcome(message: Any, exception: BaseException | None) -> None:
+        """One line per finished attempt, with the ids bound at its start; then unbind."""
+        from django.utils import timezone
+
+        duration_ms = round((timezone.now() - message._buzzer_started).total_seconds() * 1000, 1)
+        from jobs.cancellation import Cancelled
+
+        if exception is None and not message.failed:
+            outcome = "succeeded"
+        elif isinstance(exception, Cancelled):
+            outcome = "cancelled"
+        elif getattr(message, "_buzzer_waiting", None) is not None:
+            outcome = "waits"
+        else:
+            outcome = "dead" if message.failed else "failed"
+        try:
+            (logger.info if outcome == "succeeded" else logger.warning)(
+                "Job %s %s in %.1f ms",
+                message.message_id,
+                outcome,
+                duration_ms,
+                extra={"outcome": outcome, "duration_ms": duration_ms},
+            )
+        finally:
+            buzzer_logging.unbind("job_id", "actor", "attempt", "queue", "request_id")
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._isolation.release()

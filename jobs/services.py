@@ -18,6 +18,7 @@ from dramatiq.brokers.redis import RedisBroker
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from config import logging as _logging
 from jobs.events import subscribers
 from jobs.models import Job
 
@@ -66,6 +67,10 @@ def enqueue(
     """
     due_at = _due_at(delay, eta)
     name = _actor_name(actor)
+    options = dict(options or {})
+    request_id = _logging.bound().get("request_id")
+    if request_id and "buzzer_request_id" not in options:
+        options["buzzer_request_id"] = request_id  # the request's id follows its jobs into the logs
     broker_actor = dramatiq.get_broker().get_actor(name)  # fails fast on a typo
     object_type, object_id = _object_ref(obj)
     fields = {
@@ -76,7 +81,7 @@ def enqueue(
         "event": event,
         "object_type": object_type,
         "object_id": object_id,
-        "options": dict(options or {}),
+        "options": options,
     }
     if due_at is not None:
         fields.update(status=Job.Status.SCHEDULED, due_at=due_at)

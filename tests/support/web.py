@@ -84,8 +84,12 @@ class WebProcess:
         raise RuntimeError(f"gunicorn not ready after {timeout}s: {self.output()}")
 
     def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-5000:]
+        return self.output_all()[-5000:]
+
+    def output_all(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
