@@ -14,7 +14,7 @@ import dramatiq
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
@@ -49,8 +49,23 @@ class BoundedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         # Unordered: the ordering (created_at, then id to break ties) would make the
-        # database sort every matching row before it stops at the cap.
-        return self.object_list.order_by()[: COUNT_CAP + 1].count()
+        # database sort every matching row before it stops at the cap. Counting over the
+        # ordering's first column, not the id Django would select, lets the database
+        # count in the index it walks for the page (every filter's index ends with
+        # created_at) without reading a row: SQLite's indexes hold the rowid, not the id.
+        queryset = self.object_list
+        return queryset.order_by().values(_first_ordering_column(queryset))[: COUNT_CAP + 1].count()
+
+
+def _first_ordering_column(queryset: QuerySet[Any]) -> str:
+    """The column the list is sorted by first, if it is one of the model's own; else the pk."""
+    ordering = [field for field in queryset.query.order_by if isinstance(field, str)][:1]
+    name = ordering[0].lstrip("-") if ordering else "pk"
+    try:
+        field = queryset.model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return "pk"
+    return name if field.concrete and not field.is_relation else "pk"
 
 
 class ActorFilter(admin.SimpleListFilter):
