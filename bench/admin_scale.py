@@ -392,9 +392,9 @@ def _search_states(vendor: str) -> dict[str, list[str]]:
 
     m4 = import_module("jobs.migrations.0004_error_fingerprints_and_search")
     m5 = import_module("jobs.migrations.0005_search_values_index_on_postgresql")
-    backfill = ("jobs_job AS j", "INSERT INTO jobs_jobvalue", "SELECT rowid, last_error", "TRUNCATE")
+    backfill = ("INSERT", "TRUNCATE")  # what fills or empties the tables; the rest creates and drops
     install = {"sqlite": m4.SQLITE_INSTALL, "postgresql": m4.POSTGRES_INSTALL}[vendor]
-    triggers = [sql for sql in install if not any(part in sql for part in backfill)]  # no backfills
+    triggers = [sql for sql in install if not sql.startswith(backfill)]
     uninstall = {"sqlite": m4.SQLITE_UNINSTALL, "postgresql": m4.POSTGRES_UNINSTALL}[vendor]
     without = [*uninstall, "DROP INDEX IF EXISTS job_status_fingerprint_idx"]
     if vendor == "sqlite":
@@ -405,7 +405,7 @@ def _search_states(vendor: str) -> dict[str, list[str]]:
         }
     without = [*m5.POSTGRES_UNINSTALL, *without]
     fts = [sql for sql in triggers if "job_error_fts_idx" in sql]
-    gin = [sql for sql in m5.POSTGRES_INSTALL if sql.startswith("CREATE") and not any(p in sql for p in backfill)]
+    gin = [sql for sql in m5.POSTGRES_INSTALL if not sql.startswith(backfill)]
     return {
         "without": without,
         "0004: statement trigger + jobs_jobvalue": [*without, *triggers, FINGERPRINT_INDEX],
