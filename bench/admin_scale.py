@@ -3,12 +3,13 @@
     .venv/bin/python bench/admin_scale.py                        # SQLite, 1,000 and 1,000,000 jobs
     .venv/bin/python bench/admin_scale.py --database-url postgres://postgres@127.0.0.1:5432/bench_admin
     .venv/bin/python bench/admin_scale.py --rows 200000 --reuse  # a quicker look, keep built databases
-    .venv/bin/python bench/admin_scale.py --insert-cost          # what the search triggers cost an insert
+    .venv/bin/python bench/admin_scale.py --insert-cost          # what the search machinery costs an insert
 
 For each size (--small, 1,000, and --rows) it builds a database of its own (SQLite:
 var/bench/admin-<rows>.sqlite3; PostgreSQL: the named database with the row count
 appended, created and dropped by the bench, never the `make run` one), migrates it and
-loads the jobs fast (executemany / COPY, through the search triggers): three jobs per
+loads the jobs fast (executemany / COPY, through the search triggers or index; then
+VACUUM ANALYZE on PostgreSQL, as autovacuum would): three jobs per
 order, 1% dead (half of their errors carrying ids, e-mail addresses or numbers), the
 rest mostly succeeded, with e-mail addresses and SKUs among the arguments. Then, in a
 fresh process per size with DEBUG off, it times every page of the console with Django's
@@ -69,11 +70,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=1_000_000, help="jobs in the big database")
     parser.add_argument("--small", type=int, default=1_000, help="jobs in the small database")
     parser.add_argument("--rounds", type=int, default=5, help="timed requests per page (median)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each size, alternating (median)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""),
                         help="postgres://…/bench_admin (default: SQLite files under var/bench/)")  # fmt: skip
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="for the dashboard")
     parser.add_argument("--reuse", action="store_true", help="keep a database built earlier with as many rows")
-    parser.add_argument("--insert-cost", action="store_true", help="time inserts with and without the triggers")
+    parser.add_argument("--insert-cost", action="store_true", help="time inserts with and without the search")
     parser.add_argument("--explain", action="store_true", help="print the plan of each page's job queries (big db)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -199,13 +201,15 @@ def rows_for(count: int, seed: int = 10) -> Any:
 
 
 def build(url: str, count: int, reuse: bool) -> None:
-    mark = marker(url)
-    if reuse and mark.exists() and mark.read_text() == str(count):
-        return
-    create_database(url)
     from django.core.management import call_command
     from django.db import connection, transaction
 
+    mark = marker(url)
+    if reuse and mark.exists() and mark.read_text() == str(count):
+        call_command("migrate", verbosity=0)  # a database built before a new migration
+        _settle(connection)
+        return
+    create_database(url)
     call_command("migrate", verbosity=0)
     started = time.monotonic()
     table_columns = ", ".join(COLUMNS)
@@ -220,7 +224,6 @@ def build(url: str, count: int, reuse: bool) -> None:
                     batch = []
             if batch:
                 _copy(raw, table_columns, batch)
-            cursor.execute("ANALYZE")  # what autovacuum does after a load like this
     else:
         placeholders = ", ".join(["%s"] * len(COLUMNS))
         sql = f"INSERT INTO jobs_job ({table_columns}) VALUES ({placeholders})"  # noqa: S608 - constants
@@ -234,9 +237,20 @@ def build(url: str, count: int, reuse: bool) -> None:
         if batch:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.executemany(sql, batch)
+    _settle(connection)
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.write_text(str(count))
     print(f"  loaded {count:,} jobs in {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+
+def _settle(connection: Any) -> None:
+    """PostgreSQL: VACUUM ANALYZE, what autovacuum does in production after a load like
+    this (statistics, and the visibility map that lets an index-only scan skip the heap;
+    a COPY leaves it empty). SQLite: nothing, as Django leaves it (no ANALYZE, no stat
+    tables): the plans are those of a database nobody tuned."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
 
 
 def _sqlite(value: Any) -> Any:
@@ -365,32 +379,55 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps(time_pages(args.rounds)))
 
 
-# --- insert cost --------------------------------------------------------------------------
+# --- insert cost ---------------------------------------------------------------------------
 FINGERPRINT_INDEX = (
     "CREATE INDEX job_status_fingerprint_idx ON jobs_job (status, error_fingerprint, finished_at, queue_name)"
 )
 
 
+def _search_states(vendor: str) -> dict[str, list[str]]:
+    """The statements that put the job table in each state, from `without` (no search
+    machinery, no fingerprint index) to what the migrations install on this database."""
+    from importlib import import_module
+
+    m4 = import_module("jobs.migrations.0004_error_fingerprints_and_search")
+    m5 = import_module("jobs.migrations.0005_search_values_index_on_postgresql")
+    backfill = ("INSERT", "TRUNCATE")  # what fills or empties the tables; the rest creates and drops
+    install = {"sqlite": m4.SQLITE_INSTALL, "postgresql": m4.POSTGRES_INSTALL}[vendor]
+    triggers = [sql for sql in install if not sql.startswith(backfill)]
+    uninstall = {"sqlite": m4.SQLITE_UNINSTALL, "postgresql": m4.POSTGRES_UNINSTALL}[vendor]
+    without = [*uninstall, "DROP INDEX IF EXISTS job_status_fingerprint_idx"]
+    if vendor == "sqlite":
+        return {
+            "without": without,
+            "with the search triggers": [*without, *triggers, FINGERPRINT_INDEX],
+            "restore": [*without, *install, FINGERPRINT_INDEX],  # with the backfills
+        }
+    without = [*m5.POSTGRES_UNINSTALL, *without]
+    fts = [sql for sql in triggers if "job_error_fts_idx" in sql]
+    gin = [sql for sql in m5.POSTGRES_INSTALL if not sql.startswith(backfill)]
+    return {
+        "without": without,
+        "0004: statement trigger + jobs_jobvalue": [*without, *triggers, FINGERPRINT_INDEX],
+        "0005: GIN expression index": [*without, *fts, *gin, FINGERPRINT_INDEX],
+        "restore": [*without, *fts, *m5.POSTGRES_INSTALL, FINGERPRINT_INDEX],
+    }
+
+
 def insert_cost(args: argparse.Namespace) -> None:
-    """Time Job inserts (as jobs.enqueue writes them) with the search triggers and the
-    fingerprint index, and without them, alternating, on a database of --small rows."""
+    """Time Job inserts (as jobs.enqueue writes them, one transaction each) in each state
+    of the search machinery, alternating, on a database of --small rows; then put back
+    what the migrations install."""
     url = database_url(args.database_url, args.small)
     setup_django(url, args.redis_url)
     build(url, args.small, args.reuse)
-    from importlib import import_module
-
     from django.db import connection, transaction
 
     from jobs.models import Job
 
-    migration = import_module("jobs.migrations.0004_error_fingerprints_and_search")
-
-    class Editor:  # what the migration's functions need of a schema editor
-        def __init__(self) -> None:
-            self.connection = connection
-
-        def execute(self, sql: str, params: Any = None) -> None:
-            with connection.cursor() as cursor:
+    def apply(statements: list[str]) -> None:
+        with connection.cursor() as cursor:
+            for sql in statements:
                 cursor.execute(sql)
 
     def timed(count: int = 2000) -> float:
@@ -409,26 +446,20 @@ def insert_cost(args: argparse.Namespace) -> None:
                 )
         return (time.perf_counter() - started) / count * 1e6
 
-    with_triggers, without = [], []
-    for _ in range(3):
-        with_triggers.append(timed())
-        migration.uninstall_search(None, Editor())
-        with connection.cursor() as cursor:
-            cursor.execute("DROP INDEX job_status_fingerprint_idx")
-        without.append(timed())
-        with connection.cursor() as cursor:
-            cursor.execute(FINGERPRINT_INDEX)
-        for sql in {"sqlite": migration.SQLITE_INSTALL, "postgresql": migration.POSTGRES_INSTALL}[connection.vendor]:
-            if (
-                "jobs_job AS j" in sql
-                or sql.startswith("INSERT INTO jobs_jobvalue")
-                or "SELECT rowid, last_error" in sql
-            ):
-                continue  # the backfills: not needed between rounds
-            Editor().execute(sql)
-    a, b = statistics.median(with_triggers), statistics.median(without)
-    print(f"{connection.vendor}: {b:.0f} µs per job insert without, {a:.0f} µs with the search triggers and the "
-          f"fingerprint index: +{a - b:.0f} µs ({(a / b - 1) * 100:+.0f}%)")  # fmt: skip
+    states = _search_states(connection.vendor)
+    restore = states.pop("restore")
+    times: dict[str, list[float]] = {label: [] for label in states}
+    for _ in range(args.rounds):
+        for label, statements in states.items():
+            apply(statements)
+            times[label].append(timed())
+    apply(restore)
+    base = statistics.median(times["without"])
+    print(f"\n{connection.vendor}, µs per job insert, medians of {args.rounds} rounds of 2,000\n")
+    print("| state | µs | cost |\n|---|---|---|")
+    for label, values in times.items():
+        median = statistics.median(values)
+        print(f"| {label} | {median:,.0f} | {median - base:+,.0f} µs ({(median / base - 1) * 100:+.0f}%) |")
 
 
 def main() -> None:
@@ -443,17 +474,23 @@ def main() -> None:
         args.worker, args.reuse = args.rows, True
         worker(args)
         return
-    results = {}
-    for count in (args.small, args.rows):
-        print(f"{count:,} jobs: building and timing …", file=sys.stderr)
-        command = [sys.executable, __file__, "--worker", str(count), "--rounds", str(args.rounds)]
-        command += ["--database-url", args.database_url, "--redis-url", args.redis_url]
-        command += ["--reuse"] if args.reuse else []
-        output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
-        results[count] = json.loads(output.stdout.strip().splitlines()[-1])
-    small, big = results[args.small], results[args.rows]
+    # The sizes alternate, --repeat times, and each page's figure is the median of its
+    # runs: on a shared machine the load drifts, and it should not favour one size.
+    runs: dict[int, list[dict[str, Any]]] = {args.small: [], args.rows: []}
+    for repeat in range(args.repeat):
+        for count in (args.small, args.rows):
+            print(f"{count:,} jobs: {'building and ' if not repeat else ''}timing …", file=sys.stderr)
+            command = [sys.executable, __file__, "--worker", str(count), "--rounds", str(args.rounds)]
+            command += ["--database-url", args.database_url, "--redis-url", args.redis_url]
+            command += ["--reuse"] if args.reuse or repeat else []
+            output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+            runs[count].append(json.loads(output.stdout.strip().splitlines()[-1]))
+    small, big = (
+        {label: [statistics.median(run[label][i] for run in runs[count]) for i in range(3)] for label in runs[count][0]}
+        for count in (args.small, args.rows)
+    )
     vendor = "PostgreSQL" if args.database_url else "SQLite"
-    print(f"\n{vendor}, medians of {args.rounds} (ms)\n")
+    print(f"\n{vendor}, medians of {args.rounds} requests, median of {args.repeat} alternating runs (ms)\n")
     print(f"| page | {args.small:,} jobs | {args.rows:,} jobs | ratio | SQL time | rows shown |")
     print("|---|---|---|---|---|---|")
     worst = worst_sql = 0.0

@@ -13,20 +13,22 @@ from typing import Any
 import dramatiq
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from jobs import cancellation, dlq, recovery, schedules, search
+from jobs import admin_list, cancellation, dlq, recovery, schedules, search
 from jobs.models import Effect, Job, JobAction, Schedule
 
 try:  # django-dramatiq's Task admin tracks nothing here: Buzzer's Job does.
@@ -47,8 +49,23 @@ class BoundedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         # Unordered: the ordering (created_at, then id to break ties) would make the
-        # database sort every matching row before it stops at the cap.
-        return self.object_list.order_by()[: COUNT_CAP + 1].count()
+        # database sort every matching row before it stops at the cap. Counting over the
+        # ordering's first column, not the id Django would select, lets the database
+        # count in the index it walks for the page (every filter's index ends with
+        # created_at) without reading a row: SQLite's indexes hold the rowid, not the id.
+        queryset = self.object_list
+        return queryset.order_by().values(_first_ordering_column(queryset))[: COUNT_CAP + 1].count()
+
+
+def _first_ordering_column(queryset: QuerySet[Any]) -> str:
+    """The column the list is sorted by first, if it is one of the model's own; else the pk."""
+    ordering = [field for field in queryset.query.order_by if isinstance(field, str)][:1]
+    name = ordering[0].lstrip("-") if ordering else "pk"
+    try:
+        field = queryset.model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return "pk"
+    return name if field.concrete and not field.is_relation else "pk"
 
 
 class ActorFilter(admin.SimpleListFilter):
@@ -209,9 +226,21 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Job], search_term: str) -> Any:
         return search.search(queryset, search_term), False
 
+    def action_checkbox(self, job: Job) -> str:
+        # Django renders a checkbox widget's template for each row (~0.2 ms): the same
+        # input, written out (its label, translated, is a format string as in Django).
+        label = _("Select this object for an action - {}").replace('"', "&quot;")
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="' + label + '">',
+            ACTION_CHECKBOX_NAME,
+            job.pk,
+            str(job),
+        )
+
     @admin.display(description="job", ordering="created_at")
     def short_id(self, job: Job) -> str:
-        return format_html('<span title="{}">{}</span>', job.id, str(job.id)[:8])
+        job_id = str(job.id)
+        return format_html('<span title="{}">{}</span>', job_id, job_id[:8])
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: Job) -> str:
@@ -247,9 +276,9 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if not job.object_type:
             return "–"
         app_label, _, model = job.object_type.partition(".")
-        try:
-            url = reverse(f"admin:{app_label}_{model}_change", args=[job.object_id])
-        except NoReverseMatch:
+        # reverse() once per model, not per row (jobs.admin_list.change_url)
+        url = admin_list.change_url(f"admin:{app_label}_{model}_change", job.object_id)
+        if url is None:
             return format_html("{} {}", job.object_type, job.object_id)
         return format_html('<a href="{}">{} {}</a>', url, job.object_type, job.object_id)
 
