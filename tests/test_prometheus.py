@@ -4,6 +4,7 @@ the rules and the dashboard only name metrics that /metrics exports."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import urllib.request
@@ -109,3 +110,63 @@ def test_metrics_served_by_gunicorn_pass_promtool_check_metrics(promtool, busy):
     for histogram in ("buzzer_actor_run_time_seconds", "buzzer_actor_queue_wait_seconds"):
         assert {f"{histogram}_bucket", f"{histogram}_sum", f"{histogram}_count"} <= names
     assert "buzzer_jobs_finished_total" in names
+
+
+def test_the_example_alert_rules_pass_promtool_check_rules_and_their_unit_tests(promtool):
+    checked = promtool_run(promtool, "check", "rules", str(ALERTS))
+    tested = promtool_run(promtool, "test", "rules", str(ALERTS_TESTS))
+
+    print(f"promtool check rules: exit {checked.returncode} {checked.stdout.strip()} {checked.stderr.strip()}")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 9 rules found" in checked.stdout
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    queries += [variable["definition"] for variable in dashboard["templating"]["list"]]
+    return queries
+
+
+@pytest.mark.django_db
+def test_the_alert_rules_and_the_dashboard_name_only_metrics_that_metrics_exports(client, busy):
+    exported = exported_names(client.get("/metrics").content.decode())
+
+    in_rules = set(METRIC_NAME.findall(ALERTS.read_text()))
+    in_dashboard = {name for query in dashboard_queries() for name in METRIC_NAME.findall(query)}
+
+    assert in_rules and in_dashboard
+    assert in_rules - exported == set()
+    assert in_dashboard - exported == set()
+
+
+def test_the_dashboard_shows_depth_throughput_failure_rate_and_run_time_quantiles():
+    dashboard = json.loads(DASHBOARD.read_text())  # valid JSON
+    assert dashboard["uid"] and dashboard["title"] and dashboard["schemaVersion"]
+    exprs = {panel["title"]: [t["expr"] for t in panel["targets"]] for panel in dashboard["panels"]}
+    assert all(panel["datasource"]["uid"] == "${DS_PROMETHEUS}" for panel in dashboard["panels"])
+    assert "buzzer_queue_depth" in exprs["Queue depth"][0]
+    assert "rate(buzzer_jobs_finished_total" in exprs["Throughput (finished attempts per minute)"][0]
+    assert 'status=~"retrying|dead"' in exprs["Failure rate"][0]
+    p50, p95 = exprs["Run time p50 / p95"]
+    assert p50.startswith("histogram_quantile(0.5, ") and p95.startswith("histogram_quantile(0.95, ")
+    assert "buzzer_actor_run_time_seconds_bucket" in p50 and "by (actor, le)" in p95
+
+
+def test_the_dashboard_queries_are_valid_promql(promtool, tmp_path):
+    # promtool parses the expressions of recording rules: one per query, Grafana's
+    # variables replaced by what Grafana would put there.
+    replaced = {"$__rate_interval": "5m", "$queue": ".*", "$actor": ".*"}
+    rules = []
+    for n, query in enumerate(q for q in dashboard_queries() if not q.startswith("label_values(")):
+        for variable, value in replaced.items():
+            query = query.replace(variable, value)
+        rules.append({"record": f"buzzer:dashboard_query_{n}", "expr": query})
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))  # JSON is YAML
+
+    checked = promtool_run(promtool, "check", "rules", str(path))
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in checked.stdout
