@@ -226,11 +226,13 @@ DRAMATIQ_BROKER = {
         "jobs.middleware.JobTracking",
         "jobs.middleware.Retries",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
+        "jobs.waits.ReadyTime",
     ],
 }
 # Off only to measure bare Dramatiq in bench/jobs_throughput.py.
 if not env.bool("BUZZER_JOB_TRACKING", default=True):
     DRAMATIQ_BROKER["MIDDLEWARE"].remove("jobs.middleware.JobTracking")
+    DRAMATIQ_BROKER["MIDDLEWARE"].remove("jobs.waits.ReadyTime")
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
 # Messages are JSON, never pickle: a message from Redis is data, never code to run
 # (django-dramatiq's default, stated here; tests/test_access_control.py holds it).

@@ -1,6 +1,11 @@
 """/metrics in Prometheus' text format, built per request from the same snapshot as the
 dashboard: a collector over figures already read, in a registry of its own (the global
-registry would also export whatever else the process registered, and keep it)."""
+registry would also export whatever else the process registered, and keep it).
+
+Run time and queue wait are histograms (`_bucket`/`_sum`/`_count` per actor and queue),
+counted in Redis since the beginning by every worker: Prometheus sums them across
+workers and takes quantiles with histogram_quantile(). The dashboard's last-hour p50/p95
+stay on the dashboard (quantiles computed here could not be aggregated)."""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from jobs import monitoring, stats
 
@@ -19,6 +25,7 @@ class Figures:
     snapshot: monitoring.Snapshot
     totals: dict[tuple[str, str], int]
     open_alerts: int
+    histograms: dict[tuple[str, str, str], stats.Histogram]
 
 
 def read_figures() -> Figures:
@@ -30,7 +37,21 @@ def read_figures() -> Figures:
         snapshot=monitoring.snapshot(client, namespace),
         totals=stats.totals(client, namespace),
         open_alerts=len(open_alerts()),
+        histograms=stats.histograms(client, namespace),
     )
+
+
+HISTOGRAMS = {
+    "run": (
+        "buzzer_actor_run_time_seconds",
+        "Run time of finished job attempts by actor and queue (since counting began).",
+    ),
+    "wait": (
+        "buzzer_actor_queue_wait_seconds",
+        "Time job attempts waited in their queue, from the message being ready (sent, or due "
+        "after a delay or backoff) to the start, by actor and queue (since counting began).",
+    ),
+}
 
 
 class BuzzerCollector(Collector):
@@ -75,20 +96,23 @@ class BuzzerCollector(Collector):
         failure = GaugeMetricFamily(
             "buzzer_actor_failure_ratio", "Failed attempts (retrying or dead) / all, last hour.", labels=["actor"]
         )
-        run_time = GaugeMetricFamily(
-            "buzzer_actor_run_time_seconds",
-            "Run time quantiles estimated from a log-scale histogram, last hour.",
-            labels=["actor", "quantile"],
-        )
         for actor in snap.actors:
             throughput.add_metric([actor.actor_name], actor.throughput)
             failure.add_metric([actor.actor_name], actor.failure_rate)
-            for quantile, value in (("0.5", actor.p50), ("0.95", actor.p95)):
-                if value is not None:
-                    run_time.add_metric([actor.actor_name, quantile], value)
         yield throughput
         yield failure
-        yield run_time
+        yield from self.histograms()
+
+    def histograms(self) -> Iterator[Metric]:
+        for kind, (name, help_text) in HISTOGRAMS.items():
+            family = HistogramMetricFamily(name, help_text, labels=["actor", "queue"])
+            for (entry_kind, actor_name, queue_name), histogram in sorted(self.figures.histograms.items()):
+                if entry_kind != kind:
+                    continue
+                buckets = [(floatToGoString(bound), count) for bound, count in histogram.cumulative()]
+                buckets.append(("+Inf", histogram.count))
+                family.add_metric([actor_name, queue_name], buckets, sum_value=histogram.sum)
+            yield family
 
 
 def render(figures: Figures) -> bytes:

@@ -328,6 +328,7 @@ class JobTracking(Middleware):
             "queue_name": message.queue_name.removesuffix(".DQ"),
             "worker": getattr(broker, "broker_id", ""),
             "started_at": message._buzzer_started,
+            "enqueued_ms": int(message.options.get("buzzer_ready_ms") or message.message_timestamp),  # jobs.waits
         }
         job_id = uuid.UUID(message.message_id)
         if exception is None and not message.failed:

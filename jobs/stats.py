@@ -7,12 +7,21 @@ which records them with one pipelined round trip:
   per actor and status (`c|<actor>|<status>`) and a run-time histogram per actor
   (`h|<actor>|<bucket>`), for the dashboard's last hour;
 - `<ns>:buzzer:stats:totals`: the same counts since the beginning (Prometheus counters);
+- `<ns>:buzzer:stats:histograms`: run time and queue wait histograms per queue and actor
+  since the beginning (`<run|wait>|<queue>|<actor>|<bucket>`, and `…|sum` in
+  microseconds), for Prometheus: counters that only grow, so that rate() and
+  histogram_quantile() can aggregate them across workers and time;
 - `<ns>:buzzer:stats:unsampled`: finished and failed attempts per queue since the
   scheduler last took a sample (`take_queue_counts` reads and resets them atomically).
 
 Counting happens in Redis rather than in the Job table because the table is pruned, and
 a COUNT over it every few seconds would compete with the writer for the database.
-Actor names are arbitrary strings: a field is split on its first and last "|" only.
+Actor names are arbitrary strings: a field is split on its first and last "|" only (and
+on its second for the queue, whose name Dramatiq keeps to `[a-zA-Z0-9._-]`).
+
+The queue wait of an attempt is the time from its message becoming ready to run (sent,
+or its eta after a delay or a retry's backoff) to the attempt's start, both of which ride
+on the finish event: it costs no round trip of its own.
 """
 
 from __future__ import annotations
@@ -49,6 +58,28 @@ BUCKETS: tuple[float, ...] = (
     250.0,
     600.0,
 )
+# Upper bounds (seconds) of the queue wait histogram: 5 ms to an hour (a backlog).
+WAIT_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+)
+HISTOGRAM_BOUNDS: dict[str, tuple[float, ...]] = {"run": BUCKETS, "wait": WAIT_BUCKETS}
 MINUTE_TTL_SECONDS = 25 * 3600  # a day of minutes, and an hour to spare for the slow reader
 FAILED_STATUSES = ("retrying", "dead")
 
@@ -61,6 +92,10 @@ def totals_key(namespace: str) -> str:
     return f"{namespace}:buzzer:stats:totals"
 
 
+def histograms_key(namespace: str) -> str:
+    return f"{namespace}:buzzer:stats:histograms"
+
+
 def unsampled_key(namespace: str) -> str:
     return f"{namespace}:buzzer:stats:unsampled"
 
@@ -69,9 +104,49 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def bucket_of(seconds: float) -> int:
-    """Index of the histogram bucket for a run time (len(BUCKETS) for the overflow)."""
-    return bisect.bisect_left(BUCKETS, seconds)
+def bucket_of(seconds: float, bounds: tuple[float, ...] = BUCKETS) -> int:
+    """Index of the histogram bucket for a time, a bound belonging to its bucket as in
+    Prometheus' `le` (len(bounds) for the overflow)."""
+    return bisect.bisect_left(bounds, seconds)
+
+
+def queue_wait(event: Finished) -> float | None:
+    """Seconds from the message becoming ready to run to the attempt's start (None when
+    it never started or its message did not say; 0 when the clocks disagree)."""
+    if event.started_at is None or not event.enqueued_ms:
+        return None
+    return max(event.started_at.timestamp() - event.enqueued_ms / 1000, 0.0)
+
+
+# One command per hash instead of one per field: redis-py spends far more packing and
+# parsing a command than Redis running it, and a batch touches many histogram buckets.
+HINCRBY_ALL = "for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end"
+
+
+def _hincrby_all(pipe: Any, key: str, fields: dict[str, int]) -> None:
+    if fields:
+        pipe.eval(HINCRBY_ALL, 1, key, *(item for pair in fields.items() for item in pair))
+
+
+def _observe(series: dict[tuple[str, str, str], list[float]], kind: str, event: Finished, seconds: float) -> None:
+    """Add one observation to the batch's (kind, queue, actor) bucket counts and sum."""
+    bounds = HISTOGRAM_BOUNDS[kind]
+    entry = series.get((kind, event.queue_name, event.actor_name))
+    if entry is None:
+        entry = series[(kind, event.queue_name, event.actor_name)] = [0] * (len(bounds) + 2)  # buckets, sum
+    entry[bucket_of(seconds, bounds)] += 1
+    entry[-1] += seconds
+
+
+def _histogram_fields(series: dict[tuple[str, str, str], list[float]]) -> dict[str, int]:
+    fields: dict[str, int] = {}
+    for (kind, queue_name, actor_name), entry in series.items():
+        prefix = f"{kind}|{queue_name}|{actor_name}|"
+        for index, count in enumerate(entry[:-1]):
+            if count:
+                fields[f"{prefix}{index}"] = int(count)
+        fields[f"{prefix}sum"] = round(entry[-1] * 1_000_000)
+    return fields
 
 
 def record(client: Any, namespace: str, events: list[Finished]) -> None:
@@ -79,6 +154,7 @@ def record(client: Any, namespace: str, events: list[Finished]) -> None:
     per_minute: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     totals: dict[str, int] = defaultdict(int)
     unsampled: dict[str, int] = defaultdict(int)
+    histograms: dict[tuple[str, str, str], list[float]] = {}
     for event in events:
         minute = int(event.at.timestamp() // 60)
         count_field = f"c|{event.actor_name}|{event.status}"
@@ -86,7 +162,12 @@ def record(client: Any, namespace: str, events: list[Finished]) -> None:
         totals[count_field] += 1
         duration = event.duration
         if duration is not None:  # a job dead-lettered before it ran has no run time
-            per_minute[minute][f"h|{event.actor_name}|{bucket_of(max(duration, 0.0))}"] += 1
+            duration = max(duration, 0.0)
+            per_minute[minute][f"h|{event.actor_name}|{bucket_of(duration)}"] += 1
+            _observe(histograms, "run", event, duration)
+        wait = queue_wait(event)
+        if wait is not None:
+            _observe(histograms, "wait", event, wait)
         unsampled[f"{event.queue_name}|processed"] += 1
         if event.status in FAILED_STATUSES:
             unsampled[f"{event.queue_name}|failed"] += 1
@@ -94,14 +175,11 @@ def record(client: Any, namespace: str, events: list[Finished]) -> None:
         return
     with client.pipeline(transaction=False) as pipe:
         for minute, fields in per_minute.items():
-            key = minute_key(namespace, minute)
-            for name, amount in fields.items():
-                pipe.hincrby(key, name, amount)
-            pipe.expire(key, MINUTE_TTL_SECONDS)
-        for name, amount in totals.items():
-            pipe.hincrby(totals_key(namespace), name, amount)
-        for name, amount in unsampled.items():
-            pipe.hincrby(unsampled_key(namespace), name, amount)
+            _hincrby_all(pipe, minute_key(namespace, minute), fields)
+            pipe.expire(minute_key(namespace, minute), MINUTE_TTL_SECONDS)
+        _hincrby_all(pipe, totals_key(namespace), totals)
+        _hincrby_all(pipe, histograms_key(namespace), _histogram_fields(histograms))
+        _hincrby_all(pipe, unsampled_key(namespace), unsampled)
         # Only the scheduler empties it: without one it must not stay forever.
         pipe.expire(unsampled_key(namespace), MINUTE_TTL_SECONDS)
         pipe.execute()
@@ -219,4 +297,48 @@ def totals(client: Any, namespace: str) -> dict[tuple[str, str], int]:
         _, _, rest = _text(raw_field).partition("|")
         actor_name, _, status = rest.rpartition("|")
         result[(actor_name, status)] = int(raw_value)
+    return result
+
+
+@dataclass
+class Histogram:
+    """One histogram since counting began: counts per bucket (the overflow last) and the
+    sum of the observations in seconds."""
+
+    bounds: tuple[float, ...]
+    counts: list[int]
+    sum: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, observations at most that long) per bound, as Prometheus'
+        `_bucket{le=…}`; the +Inf bucket is `count`."""
+        result: list[tuple[float, int]] = []
+        seen = 0
+        for bound, count in zip(self.bounds, self.counts[:-1], strict=True):
+            seen += count
+            result.append((bound, seen))
+        return result
+
+
+def histograms(client: Any, namespace: str) -> dict[tuple[str, str, str], Histogram]:
+    """Run time ("run") and queue wait ("wait") histograms by (kind, actor, queue)."""
+    result: dict[tuple[str, str, str], Histogram] = {}
+    for raw_field, raw_value in client.hgetall(histograms_key(namespace)).items():
+        kind, _, rest = _text(raw_field).partition("|")
+        queue_name, _, rest = rest.partition("|")
+        actor_name, _, tail = rest.rpartition("|")
+        bounds = HISTOGRAM_BOUNDS.get(kind)
+        if bounds is None:
+            continue
+        entry = result.get((kind, actor_name, queue_name))
+        if entry is None:
+            entry = result[(kind, actor_name, queue_name)] = Histogram(bounds, [0] * (len(bounds) + 1))
+        if tail == "sum":
+            entry.sum = int(raw_value) / 1_000_000
+        elif tail.isdigit() and int(tail) <= len(bounds):
+            entry.counts[int(tail)] += int(raw_value)
     return result

@@ -62,6 +62,7 @@ class Finished:
     broker_message_id: str = ""  # Redis' id of a delivery that went to the dead-letter set
     counted: bool = True  # False: the attempt waits for the database or Redis and runs again
     generation: int = 0  # of a dead job: its dead hooks run once per generation
+    enqueued_ms: int = 0  # when its message became ready to run, epoch ms (jobs.waits); 0 unknown
 
     @property
     def duration(self) -> float | None:

@@ -1,6 +1,7 @@
 """Make sure the Debian packages some tests drive are there: Chromium for the browser
 tests (`tests/browser`), PgBouncer for the fault test that runs Buzzer behind it
-(`tests/faults/test_pgbouncer.py`).
+(`tests/faults/test_pgbouncer.py`), and Prometheus' `promtool` for the checks of
+/metrics and of the example alert rules (`tests/test_prometheus.py`).
 
 Used by `make test` (standard library only). Installs what is missing with apt-get when
 we may (root, or passwordless sudo); otherwise says loudly which tests will be skipped.
@@ -17,6 +18,7 @@ import sys
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 PGBOUNCER = "/usr/sbin/pgbouncer"
+PROMTOOL = "/usr/bin/promtool"
 
 
 def chromium_path() -> str:
@@ -53,29 +55,30 @@ def has_candidate(package: str) -> bool:
     return False
 
 
-def install(prefix: list[str], package: str, path: str) -> bool:
+def install(prefix: list[str], package: str, path: str, recommends: bool = True) -> bool:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     wait_for_lock = ["-o", "DPkg::Lock::Timeout=300"]  # another apt-get may be running
     if not has_candidate(package):
         print(f"== {package} missing: apt-get update", flush=True)
         subprocess.run([*prefix, "apt-get", *wait_for_lock, "update", "-qq"], env=env, check=False)
     print(f"== {package} missing: apt-get install {package}", flush=True)
+    options = [] if recommends else ["--no-install-recommends"]
     done = subprocess.run(
-        [*prefix, "apt-get", *wait_for_lock, "install", "-y", "-qq", package],
+        [*prefix, "apt-get", *wait_for_lock, "install", "-y", "-qq", *options, package],
         env=env,
         check=False,
     )
     return done.returncode == 0 and present(path)
 
 
-def ensure(package: str, path: str, skipped: str) -> None:
+def ensure(package: str, path: str, skipped: str, recommends: bool = True) -> None:
     if present(path):
         return
     how_to = f"install it with `sudo apt-get install {package}` and run make test again"
     prefix = privilege_prefix()
     if prefix is None or not shutil.which("apt-get"):
         shout(f"{package} is not installed ({path}): {skipped} will be SKIPPED; {how_to}.")
-    elif not install(prefix, package, path):
+    elif not install(prefix, package, path, recommends):
         shout(f"Installing {package} failed: {skipped} will be SKIPPED; {how_to}.")
 
 
@@ -86,6 +89,8 @@ def main() -> int:
     else:
         ensure("chromium", path, "the browser tests")
     ensure("pgbouncer", PGBOUNCER, "the PgBouncer fault test")
+    # Only for promtool: without its recommended node exporter (a daemon we do not want).
+    ensure("prometheus", PROMTOOL, "the promtool checks of /metrics and the alert rules", recommends=False)
     return 0
 
 

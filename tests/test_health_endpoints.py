@@ -164,7 +164,76 @@ def test_metrics_export_queue_worker_and_actor_figures(client, healthy):
     assert values[("buzzer_jobs_finished_total", (("actor", "shop.email"), ("status", "succeeded")))] == 3
     assert values[("buzzer_jobs_finished_total", (("actor", "shop.email"), ("status", "dead")))] == 1
     assert values[("buzzer_actor_failure_ratio", (("actor", "shop.email"),))] == pytest.approx(0.25)
-    assert 0.025 < values[("buzzer_actor_run_time_seconds", (("actor", "shop.email"), ("quantile", "0.5")))] <= 0.05
+    run_time = (("actor", "shop.email"), ("queue", "default"))
+    assert values[("buzzer_actor_run_time_seconds_count", run_time)] == 4
+    assert values[("buzzer_actor_run_time_seconds_bucket", (*run_time[:1], ("le", "0.025"), *run_time[1:]))] == 0
+    assert values[("buzzer_actor_run_time_seconds_bucket", (*run_time[:1], ("le", "0.05"), *run_time[1:]))] == 4
+
+
+def finish(actor, queue, run, wait=None):
+    now = timezone.now()
+    started = now - timedelta(seconds=run)
+    enqueued_ms = round((started.timestamp() - wait) * 1000) if wait is not None else 0
+    return Finished(
+        uuid.uuid4(),
+        1,
+        "succeeded",
+        now,
+        actor_name=actor,
+        queue_name=queue,
+        started_at=started,
+        enqueued_ms=enqueued_ms,
+    )
+
+
+def histogram_families(client):
+    response = client.get("/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(response.content.decode())}
+    return families["buzzer_actor_run_time_seconds"], families["buzzer_actor_queue_wait_seconds"]
+
+
+def series(family):
+    """Per label set (without le): the buckets as (bound, value) in order, count and sum."""
+    result = {}
+    for sample in family.samples:
+        labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
+        entry = result.setdefault(labels, {"buckets": [], "count": None, "sum": None})
+        if sample.name.endswith("_bucket"):
+            entry["buckets"].append((float(sample.labels["le"]), sample.value))
+        else:
+            entry[sample.name.rpartition("_")[2]] = sample.value
+    return result
+
+
+def test_metrics_export_run_time_and_queue_wait_as_cumulative_histograms(client, healthy):
+    runs = [0.0004, 0.003, 0.02, 0.02, 0.3, 4.0, 4.0, 90.0, 900.0]
+    waits = [0.002, 0.2, 1.1, 1.1, 12.0, 45.0, 100.0, 400.0, 5000.0]  # none on a bound (ms precision)
+    events = [finish("shop.email", "default", run, wait) for run, wait in zip(runs, waits, strict=True)]
+    events += [finish("reports.generate", "reports", 2.0, 0.5), finish("shop.email", "premium", 0.01, 0.01)]
+    stats.record(healthy.client, healthy.namespace, events[:4])
+    stats.record(healthy.client, healthy.namespace, events[4:])  # two batches, one series
+
+    run_family, wait_family = histogram_families(client)
+
+    assert (run_family.type, wait_family.type) == ("histogram", "histogram")
+    assert run_family.documentation and wait_family.documentation
+    for family, observed, bounds in ((run_family, runs, stats.BUCKETS), (wait_family, waits, stats.WAIT_BUCKETS)):
+        found = series(family)
+        assert set(found) == {
+            (("actor", "shop.email"), ("queue", "default")),
+            (("actor", "shop.email"), ("queue", "premium")),
+            (("actor", "reports.generate"), ("queue", "reports")),
+        }
+        email = found[(("actor", "shop.email"), ("queue", "default"))]
+        assert [bound for bound, _ in email["buckets"]] == [*bounds, float("inf")]
+        counts = [value for _, value in email["buckets"]]
+        assert counts == sorted(counts)  # cumulative
+        assert counts[-1] == email["count"] == len(observed)  # +Inf is the count
+        for bound, value in email["buckets"]:
+            assert value == sum(1 for seconds in observed if seconds <= bound)
+        assert email["sum"] == pytest.approx(sum(observed), rel=0.01)
+        for entry in found.values():
+            assert entry["buckets"][-1][1] == entry["count"]
 
 
 def test_metrics_answer_503_when_redis_is_down(client, broker_without_redis):
