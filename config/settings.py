@@ -335,6 +335,8 @@ CACHES = {
     },
 }
 RATELIMIT_USE_CACHE = "ratelimit"
+# A count the cache could not give (a key gone between ADD and INCR) lets the request through.
+RATELIMIT_FAIL_OPEN = True
 RATELIMIT_IP_META_KEY = "limits.services.client_ip"
 # API keys: last_used_at is written at most this often per key (not on every request).
 BUZZER_API_KEY_TOUCH_SECONDS = env.int("BUZZER_API_KEY_TOUCH_SECONDS", default=60)

@@ -10,6 +10,7 @@ BUZZER_RATELIMIT_BACKOFF_SECONDS so that no request waits on it again meanwhile.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -57,8 +58,6 @@ def client_ip(request: HttpRequest) -> str:
 
 
 def _is_ip(value: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(value)
     except ValueError:
