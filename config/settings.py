@@ -5,6 +5,7 @@ without SECRET_KEY.
 """
 
 import hashlib
+import re
 import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "jobs",
     "orders",
     "reports",
+    "limits",
 ]
 
 MIDDLEWARE = [
@@ -319,6 +321,54 @@ BUZZER_REPORT_CHUNK_DELAY_MS = env.int("BUZZER_REPORT_CHUNK_DELAY_MS", default=0
 # BUZZER_BASE_URL (the address people reach the site at).
 BUZZER_REPORT_ATTACH_MAX_BYTES = env.int("BUZZER_REPORT_ATTACH_MAX_BYTES", default=1_000_000)
 BUZZER_BASE_URL = env.str("BUZZER_BASE_URL", default="http://127.0.0.1:8000")
+
+# --- Rate limits (limits/) -------------------------------------------------------------
+# Fixed windows counted in Redis (django-ratelimit on the Django cache "ratelimit", a Redis
+# cache on REDIS_URL: the suite's own database in tests). A rate is "<count>/<period>" with
+# a period of s, m, h or d, optionally multiplied ("5/15m": 5 per 15 minutes); an empty
+# value turns that limit off. Log-ins count failures only (a locked-out username or
+# address gets 429 until its window ends, even with the right password); the API counts
+# every POST /api/orders/ of a key, the shop every checkout submission of a session and
+# of an address. The defaults are far above what a person or an honest client does.
+_RATE = re.compile(r"^[0-9]+/[0-9]*[smhd]$")
+BUZZER_RATELIMIT_ENABLED = env.bool("BUZZER_RATELIMIT_ENABLED", default=True)
+BUZZER_RATELIMITS = {
+    "login_username": env.str("BUZZER_RATELIMIT_LOGIN_USERNAME", default="5/15m"),
+    "login_ip": env.str("BUZZER_RATELIMIT_LOGIN_IP", default="50/15m"),
+    "api_orders": env.str("BUZZER_RATELIMIT_API_ORDERS", default="600/m"),
+    "checkout_session": env.str("BUZZER_RATELIMIT_CHECKOUT_SESSION", default="10/m"),
+    "checkout_ip": env.str("BUZZER_RATELIMIT_CHECKOUT_IP", default="60/m"),
+}
+for _scope, _rate in BUZZER_RATELIMITS.items():
+    if _rate and not _RATE.match(_rate):
+        raise ImproperlyConfigured(f"BUZZER_RATELIMIT_{_scope.upper()}={_rate!r}: write a rate like 5/15m or 600/m.")
+# Behind a reverse proxy every request comes from the proxy: name the header in which it
+# writes the client's address (e.g. X-Forwarded-For; its last address is used).
+BUZZER_RATELIMIT_IP_HEADER = env.str("BUZZER_RATELIMIT_IP_HEADER", default="")
+# A request never waits longer than this on Redis for its limits; when Redis does not
+# answer, the limits are skipped (fail open, logged) and Redis left alone this long.
+BUZZER_RATELIMIT_REDIS_TIMEOUT_SECONDS = env.float("BUZZER_RATELIMIT_REDIS_TIMEOUT_SECONDS", default=0.25)
+BUZZER_RATELIMIT_BACKOFF_SECONDS = env.float("BUZZER_RATELIMIT_BACKOFF_SECONDS", default=5.0)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{BUZZER_NAMESPACE}:ratelimit",  # the installation's keys, like every other
+        "OPTIONS": {
+            "socket_connect_timeout": BUZZER_RATELIMIT_REDIS_TIMEOUT_SECONDS,
+            "socket_timeout": BUZZER_RATELIMIT_REDIS_TIMEOUT_SECONDS,
+        },
+    },
+}
+RATELIMIT_USE_CACHE = "ratelimit"
+# A count the cache could not give (a key gone between ADD and INCR) lets the request through.
+RATELIMIT_FAIL_OPEN = True
+RATELIMIT_IP_META_KEY = "limits.services.client_ip"
+# API keys: last_used_at is written at most this often per key (not on every request).
+BUZZER_API_KEY_TOUCH_SECONDS = env.int("BUZZER_API_KEY_TOUCH_SECONDS", default=60)
+# More series for /metrics from apps the jobs app does not know: Collector classes.
+BUZZER_METRICS_COLLECTORS = ["limits.metrics.RateLimitCollector"]
 
 # --- Production hardening -------------------------------------------------------------
 if not DEBUG and not TESTING:

@@ -2,12 +2,16 @@ from django.contrib import admin
 from django.urls import include, path
 
 from jobs import views as jobs_views
+from limits import views as limits_views
 
 # JSON for a path under /api/ that matches no route (orders.api.not_found).
 handler404 = "orders.api.not_found"
 
 urlpatterns = [
+    # Both log-in pages behind the log-in limits (limits.views); the rest as Django has them.
+    path("admin/login/", limits_views.admin_login),
     path("admin/", admin.site.urls),
+    path("accounts/login/", limits_views.login, name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", jobs_views.healthz, name="healthz"),
     path("metrics", jobs_views.metrics_view, name="metrics"),

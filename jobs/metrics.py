@@ -118,4 +118,21 @@ class BuzzerCollector(Collector):
 def render(figures: Figures) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(BuzzerCollector(figures))
+    for collector in extra_collectors():
+        registry.register(collector)
     return generate_latest(registry)
+
+
+# --- Collectors of other apps (BUZZER_METRICS_COLLECTORS) -------------------------------
+# Apps that jobs must not import (the rate limits, say) add their series here: the setting
+# lists Collector classes by dotted path, each instantiated for one scrape.
+
+
+def extra_collectors() -> list[Collector]:
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    return [import_string(path)() for path in getattr(settings, "BUZZER_METRICS_COLLECTORS", [])]
+
+
+# --- end of the collectors of other apps -------------------------------------------------

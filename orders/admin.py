@@ -83,8 +83,9 @@ class DailySalesAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "active", "created_at"]
-    readonly_fields = ["prefix", "key_hash", "created_at"]
+    list_display = ["name", "prefix", "active", "created_at", "expires_at", "last_used_at"]
+    list_filter = ["active"]
+    readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
 
 
 @admin.register(DemoSwitch)

@@ -11,11 +11,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import page_not_found
 
+from limits.responses import json_too_many_requests
+from limits.services import api_orders_limited
 from orders import idempotency
-from orders.errors import OrderError
-from orders.models import ApiKey, Order, hash_api_key
+from orders.errors import ApiKeyExpired, OrderError
+from orders.models import ApiKey, Order
 from orders.serializers import order_document
-from orders.services import place_order
+from orders.services import authenticate_api_key, place_order
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +32,12 @@ def error(status: int, code: str, message: str, **headers: str) -> JsonResponse:
 
 
 def authenticate(request: HttpRequest) -> ApiKey | None:
+    """The request's API key, None without a valid one (raises ApiKeyExpired)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    return ApiKey.objects.filter(key_hash=hash_api_key(token.strip()), active=True).first()
+    return authenticate_api_key(token.strip())
 
 
 def api_view(*methods: str) -> Callable[[Callable[..., JsonResponse]], Callable[..., JsonResponse]]:
@@ -44,7 +47,10 @@ def api_view(*methods: str) -> Callable[[Callable[..., JsonResponse]], Callable[
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
             if request.method not in methods:
                 return error(405, "method_not_allowed", f"Use {' or '.join(methods)} here.", Allow=", ".join(methods))
-            api_key = authenticate(request)
+            try:
+                api_key = authenticate(request)
+            except ApiKeyExpired as exc:
+                return error(exc.status, exc.code, exc.message, WWW_Authenticate="Bearer")
             if api_key is None:
                 return error(
                     401,
@@ -89,6 +95,9 @@ def read_json(request: HttpRequest, limit: int = MAX_BODY_BYTES) -> tuple[Any, J
 
 @api_view("POST")
 def create_order(request: HttpRequest, api_key: ApiKey) -> JsonResponse:
+    limited = api_orders_limited(request, api_key.pk)
+    if limited is not None:
+        return json_too_many_requests(limited)
     data, problem = read_json(request)
     if problem is not None:
         return problem

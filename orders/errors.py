@@ -13,3 +13,12 @@ class OrderError(Exception):
 
 class PaymentFailed(OrderError):
     status = 402
+
+
+class ApiKeyExpired(OrderError):
+    """A known key past its expiry: refused like an unknown key, saying why."""
+
+    status = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unauthorized", message)

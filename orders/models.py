@@ -1,6 +1,7 @@
 import hashlib
 import secrets
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import models
@@ -93,15 +94,24 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64, unique=True)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="After this time the key is refused (401). Empty: it never expires."
+    )
+    # Written at most every BUZZER_API_KEY_TOUCH_SECONDS (orders.services.authenticate_api_key).
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
 
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
     @classmethod
-    def issue(cls, name: str) -> tuple["ApiKey", str]:
+    def issue(cls, name: str, expires_at: datetime | None = None) -> tuple["ApiKey", str]:
         """Create a key; returns the row and the raw key, which is shown only once."""
         raw = "bz_" + secrets.token_urlsafe(32)
-        return cls.objects.create(name=name, prefix=raw[:10], key_hash=hash_api_key(raw)), raw
+        key = cls.objects.create(name=name, prefix=raw[:10], key_hash=hash_api_key(raw), expires_at=expires_at)
+        return key, raw
 
 
 class IdempotencyKey(models.Model):

@@ -303,6 +303,16 @@ def _report_request(kind: Any) -> dict[str, Any]:
     }
 
 
+def _rate(rate: str) -> str:
+    """A rate ("600/m", "5/15m") in words for the document."""
+    if not rate:
+        return "no limit set"
+    count, _, period = rate.partition("/")
+    unit = {"s": "second", "m": "minute", "h": "hour", "d": "day"}[period[-1]]
+    times = int(period[:-1] or 1)
+    return f"{count} per {unit}" if times == 1 else f"{count} per {times} {unit}s"
+
+
 def _path_id(name: str, what: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -337,6 +347,12 @@ def document() -> dict[str, Any]:
                 "idempotency_key_reused",
             ],
         }
+    )
+    # Each API key may place BUZZER_RATELIMIT_API_ORDERS orders (limits.services).
+    order_errors.update(_errors({"429": ["rate_limited"]}))
+    order_errors["429"]["description"] = (
+        f"This API key placed too many orders lately (at most {_rate(settings.BUZZER_RATELIMITS['api_orders'])}); "
+        "Retry-After says in how many seconds it may place the next one."
     )
     # The 409 of a key in progress says when to come back; out of stock does not.
     order_errors["409"]["headers"] = {

@@ -8,6 +8,7 @@ import logging
 import smtplib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,15 +17,15 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 import jobs
 from jobs.infra import is_database_unavailable
 from jobs.models import Job
-from orders.errors import OrderError
-from orders.models import ApiKey, DailySales, DemoSwitch, Order, OrderItem, Product
+from orders.errors import ApiKeyExpired, OrderError
+from orders.models import ApiKey, DailySales, DemoSwitch, Order, OrderItem, Product, hash_api_key
 from orders.payments import Charge, get_gateway
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,41 @@ def _clean_priority(priority: Any) -> str:
     if priority not in Order.Priority.values:
         raise OrderError("invalid_priority", "The priority must be 'standard' or 'premium'.")
     return priority
+
+
+def issue_api_key(name: str, expires_in_days: int | None = None) -> tuple[ApiKey, str]:
+    """A new API key (the row and the raw key, shown once), valid for that many days or for ever."""
+    expires_at = None if expires_in_days is None else timezone.now() + timedelta(days=expires_in_days)
+    return ApiKey.issue(name, expires_at=expires_at)
+
+
+def authenticate_api_key(raw: str) -> ApiKey | None:
+    """The active key with this raw value, None if there is none; ApiKeyExpired when it is
+    past its expiry. Notes when it was used, at most every BUZZER_API_KEY_TOUCH_SECONDS."""
+    api_key = ApiKey.objects.filter(key_hash=hash_api_key(raw), active=True).first()
+    if api_key is None:
+        return None
+    now = timezone.now()
+    if api_key.is_expired(now):
+        assert api_key.expires_at is not None
+        raise ApiKeyExpired(
+            f"This API key expired on {api_key.expires_at:%Y-%m-%d %H:%M} UTC: ask for a new one "
+            "(manage.py create_api_key)."
+        )
+    touch_api_key(api_key, now)
+    return api_key
+
+
+def touch_api_key(api_key: ApiKey, now: datetime) -> None:
+    """Set last_used_at unless it was set within BUZZER_API_KEY_TOUCH_SECONDS: one
+    conditional UPDATE a minute per key rather than a write per request (and of two
+    processes racing, one writes)."""
+    every = timedelta(seconds=settings.BUZZER_API_KEY_TOUCH_SECONDS)
+    if api_key.last_used_at is not None and now - api_key.last_used_at < every:
+        return
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - every)
+    ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now)
+    api_key.last_used_at = now
 
 
 def place_order(

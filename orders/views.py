@@ -10,6 +10,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from jobs.models import Job
+from limits.responses import too_many_requests
+from limits.services import checkout_limited
 from orders.errors import OrderError
 from orders.models import Order, Product
 from orders.payments import CARD_DECLINED, CARD_OK, CARD_PROCESSING_ERROR
@@ -53,6 +55,9 @@ def _items_from(post: Any) -> list[dict[str, Any]]:
 
 @require_POST
 def checkout(request: HttpRequest) -> HttpResponse:
+    limited = checkout_limited(request)
+    if limited is not None:
+        return too_many_requests(request, limited)
     form = request.POST
     try:
         order = place_order(

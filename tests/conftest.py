@@ -22,6 +22,14 @@ def _forget_refused_sends() -> Iterator[None]:
     jobs.services._redis_refused_until = 0.0
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    """Counts of earlier tests (failed log-ins from 127.0.0.1, say) must not limit this one."""
+    from tests.support import limits
+
+    limits.reset()
+
+
 @pytest.fixture
 def stub_broker() -> Iterator[dramatiq.Broker]:
     broker = dramatiq.get_broker()

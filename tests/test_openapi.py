@@ -191,6 +191,10 @@ def test_create_order_answers_every_documented_status(
     send(url, order_body(items=[{"sku": "NOPE-1"}]))
     send(url, order_body(email="other@example.com"), **{"Idempotency-Key": "k-1"})
     send.with_redis_failing(url, order_body())
+    settings.BUZZER_RATELIMITS = {**settings.BUZZER_RATELIMITS, "api_orders": "1/h"}
+    send(url, order_body(items=[]))
+    limited = send(url, order_body())
+    assert limited.status_code == 429 and int(limited["Retry-After"]) > 0
 
     send.assert_everything_documented_was_seen()
 

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.support.limits import UNLIMITED
 from tests.support.redis_server import free_port
 from tests.support.workers import ROOT, worker_env
 
@@ -48,6 +49,8 @@ class WebProcess:
         env.setdefault("SECRET_KEY", "fault-suite-secret-key-" + "x" * 40)
         env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
         env.setdefault("SECURE_SSL_REDIRECT", "0")
+        for name, rate in UNLIMITED.items():
+            env.setdefault(name, rate)
         # DEBUG off serves the hashed files of the manifest, as production does: collect them first.
         subprocess.run(
             [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
