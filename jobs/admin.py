@@ -265,7 +265,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="age", ordering="created_at")
     def age(self, job: Job) -> str:
-        return timesince(job.created_at)
+        return age_of(job.created_at)
 
     @admin.display(description="run time")
     def run_time(self, job: Job) -> str:
@@ -445,6 +445,11 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "can_retry": self.has_retry_permission(request),
                 "can_discard": self.has_discard_permission(request),
                 "opts": self.model._meta,
+                # Reversed once per page, not once per group.
+                "list_url": reverse("admin:jobs_job_changelist"),
+                "retry_group_url": reverse("admin:jobs_job_retry_group"),
+                "discard_group_url": reverse("admin:jobs_job_discard_group"),
+                "job_url_prefix": reverse("admin:jobs_job_changelist"),
             },
         )
 
@@ -578,6 +583,18 @@ def _stalled(job: Job) -> bool:
             except Exception:  # noqa: BLE001 - Redis away: the page renders without the button
                 return False
     return False
+
+
+def age_of(then: Any, now: Any = None) -> str:
+    """ "3 minutes": the largest unit only, and cheap (Django's timesince, translated and
+    two units long, cost a tenth of a millisecond per row of a 100-row list)."""
+    seconds = int(((now or timezone.now()) - then).total_seconds())
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count}\xa0{unit}{'' if count == 1 else 's'}"
+    seconds = max(seconds, 0)
+    return f"{seconds}\xa0second{'' if seconds == 1 else 's'}"
 
 
 def _uuid_or_404(value: str) -> uuid.UUID:
