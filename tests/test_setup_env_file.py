@@ -81,10 +81,13 @@ def test_the_environment_wins_over_env_as_in_the_settings(tmp_path: Path):
     assert result.stdout.strip() == "from-the-shell"
 
 
-def test_ensure_demo_admin_works_with_a_copy_of_env_example(tmp_path: Path):
-    """The command as `make run` starts it: settings loading the copied .env, which has
-    no DEMO_ADMIN_PASSWORD."""
+@pytest.mark.parametrize("password", ["", "pass word <from> .env"], ids=["unset", "in-env-file"])
+def test_ensure_demo_admin_works_with_a_copy_of_env_example(tmp_path: Path, password: str):
+    """The command as `make run` starts it (no shell in between): the settings load the
+    copied .env, with or without a DEMO_ADMIN_PASSWORD."""
     path = env_file(tmp_path)
+    if password:
+        path.write_text(path.read_text() + f"DEMO_ADMIN_PASSWORD={password}\n")
     database = tmp_path / "db.sqlite3"
     env = clean_environment(
         BUZZER_ENV_FILE=str(path), BUZZER_VAR_DIR=str(tmp_path / "var"), DATABASE_URL=f"sqlite:///{database}"
@@ -98,8 +101,11 @@ def test_ensure_demo_admin_works_with_a_copy_of_env_example(tmp_path: Path):
         [*manage, "ensure_demo_admin"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert "Demo admin created: user 'admin', password '" in result.stdout
-    assert "generated" in result.stdout
+    if password:
+        assert f"Demo admin created: user 'admin', password '{password}'" in result.stdout
+    else:
+        assert "Demo admin created: user 'admin', password '" in result.stdout
+        assert "generated" in result.stdout
 
 
 @pytest.mark.django_db
