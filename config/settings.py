@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.BrokerUnavailableMiddleware",
+    "config.middleware.ApiNotFoundMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -320,7 +321,9 @@ BUZZER_REPORT_CHUNK_DELAY_MS = env.int("BUZZER_REPORT_CHUNK_DELAY_MS", default=0
 # Scheduled reports are emailed: attached up to this size, else as a signed link to
 # BUZZER_BASE_URL (the address people reach the site at).
 BUZZER_REPORT_ATTACH_MAX_BYTES = env.int("BUZZER_REPORT_ATTACH_MAX_BYTES", default=1_000_000)
-BUZZER_BASE_URL = env.str("BUZZER_BASE_URL", default="http://127.0.0.1:8000")
+# By default the address `make run` serves on: it passes its PORT as BUZZER_PORT (honcho
+# sets PORT itself, to a number of its own).
+BUZZER_BASE_URL = env.str("BUZZER_BASE_URL", default=f"http://127.0.0.1:{env.int('BUZZER_PORT', default=8000)}")
 
 # --- Rate limits (limits/) -------------------------------------------------------------
 # Fixed windows counted in Redis (django-ratelimit on the Django cache "ratelimit", a Redis

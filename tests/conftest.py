@@ -13,6 +13,16 @@ from tests.support.workers import WorkerProcess
 
 
 @pytest.fixture(autouse=True)
+def _cheap_password_hashing(request: pytest.FixtureRequest, settings: Any) -> None:
+    """Users made in the test process get a cheap hash: PBKDF2's deliberate slowness (up
+    to a second a hash on a busy machine, at every user made and every password login)
+    was most of the unit tests' time. The real hashers stay accepted after it. Fault
+    tests keep production's: they log in to a gunicorn of their own, which has them."""
+    if request.node.get_closest_marker("faults") is None:
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
+
+
+@pytest.fixture(autouse=True)
 def _forget_refused_sends() -> Iterator[None]:
     """A test that made a send to Redis fail must not leave the next ones skipping Redis."""
     import jobs.services

@@ -116,3 +116,30 @@ def test_production_settings_pass_the_deploy_check():
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def base_url_of(**env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in {"BUZZER_BASE_URL", "BUZZER_PORT", "PORT"}}
+    clean.update({"BUZZER_ENV_FILE": "/nonexistent/.env", **env})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings');"
+            " django.setup(); from django.conf import settings; print(settings.BUZZER_BASE_URL)",
+        ],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_report_links_follow_the_port_make_run_serves_on():
+    # make run PORT=8001 passes BUZZER_PORT; honcho sets PORT to a number of its own.
+    assert base_url_of(BUZZER_PORT="8001", PORT="5000") == "http://127.0.0.1:8001"
+    assert base_url_of() == "http://127.0.0.1:8000"
+    assert base_url_of(BUZZER_PORT="8001", BUZZER_BASE_URL="https://shop.example.com") == "https://shop.example.com"

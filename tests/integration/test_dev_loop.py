@@ -1,0 +1,125 @@
+"""The development loop of `make run`: honcho runs the Procfile; a code change reloads
+the web process (runserver's autoreloader) and restarts the worker processes in place
+(`runworkers --reload`: Dramatiq's --watch, under the supervisor, which sees no exit);
+Ctrl-C leaves no process behind and the port free.
+
+Runs on a copy of the project, so that the change touches no file of the checkout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.http import request
+from tests.support.waiting import wait_until
+from tests.support.workers import ROOT, descendants, worker_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+SKIP = (".venv", "var", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "test-results", ".env")
+MESSAGE = "There is no such resource."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(") ")[1].split()[0] != "Z"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    copy = tmp_path / "buzzer"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(*SKIP), symlinks=True)
+    return copy
+
+
+@pytest.fixture
+def honcho(project: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
+    """`make run`'s last line (web and worker; the scheduler plays no part here)."""
+    port = free_port()
+    log = tmp_path / "honcho.log"
+    env = worker_env(
+        BUZZER_PORT=str(port),
+        BUZZER_ENV_FILE=str(tmp_path / "no.env"),
+        BUZZER_VAR_DIR=str(tmp_path / "var"),
+        WORKER_PROCESSES="1",
+        WORKER_THREADS="1",
+        LOG_FORMAT="text",
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    )
+    command = [
+        sys.executable, "scripts/with_env.py", str(Path(sys.executable).parent / "honcho"),
+        "start", "-e", "/dev/null", "-f", "Procfile", "web", "worker",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT)
+    pids: set[int] = set()
+    try:
+        yield process, port, log
+    finally:
+        pids |= set(descendants(process.pid))
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def not_found_message(port: int) -> str | None:
+    try:
+        status, _, body = request(f"http://127.0.0.1:{port}/api/nope", timeout=5)
+    except OSError:
+        return None
+    return body["error"]["message"] if status == 404 and isinstance(body, dict) else None
+
+
+def test_code_changes_reload_web_and_workers_and_ctrl_c_leaves_nothing(project: Path, honcho):
+    process, port, log = honcho
+    wait_until(lambda: not_found_message(port) == MESSAGE, timeout=120, what="runserver to answer")
+    wait_until(lambda: log.read_text().count("is booting up") >= 1, timeout=120, what="the worker to boot")
+    # The watcher thread starts after the worker processes: give it its moment.
+    wait_until(lambda: len(descendants(process.pid)) >= 6, timeout=60, what="all processes to start")
+
+    api = project / "orders" / "api.py"
+    api.write_text(api.read_text().replace(MESSAGE, "There is no such resource (reloaded)."))
+
+    wait_until(
+        lambda: not_found_message(port) == "There is no such resource (reloaded).",
+        timeout=120,
+        what="runserver to reload the changed code",
+    )
+    wait_until(lambda: log.read_text().count("is booting up") >= 2, timeout=120, what="the workers to restart")
+    output = log.read_text()
+    assert "exited unexpectedly" not in output, output
+    assert "web stopped" not in output and "worker stopped" not in output, output
+
+    processes = [process.pid, *descendants(process.pid)]
+    process.send_signal(signal.SIGINT)  # Ctrl-C reaches honcho; honcho stops each process group
+    process.wait(timeout=60)
+    wait_until(lambda: not [pid for pid in processes if alive(pid)], timeout=30, what="every process to stop")
+    with socket.socket() as sock:
+        # Free for the next `make run` (a server sets SO_REUSEADDR too: closed connections may linger).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
