@@ -120,7 +120,7 @@ def test_production_settings_pass_the_deploy_check():
 
 def base_url_of(**env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if k not in {"BUZZER_BASE_URL", "BUZZER_PORT", "PORT"}}
-    clean.update({"BUZZER_ENV_FILE": "/nonexistent/.env", **env})
+    clean.update({"BUZZER_ENV_FILE": "/nonexistent/.env", "BUZZER_TESTING": "0", "DEBUG": "1", **env})
     result = subprocess.run(
         [
             sys.executable,
