@@ -86,6 +86,7 @@ class WorkerProcess:
     ) -> None:
         self.processes = processes
         self.namespace = namespace or settings.BUZZER_NAMESPACE
+        self.tracked = env.get("BUZZER_JOB_TRACKING", "1") != "0"  # tracked workers beat with their pid
         self.redis_url = redis_url or settings.REDIS_URL
         if redis_url:
             env.setdefault("REDIS_URL", redis_url)
@@ -119,14 +120,22 @@ class WorkerProcess:
             self._wait_ready(started_ms)
 
     def _wait_ready(self, started_ms: float, timeout: float = 60) -> None:
-        """Ready once every worker process has sent a heartbeat through the broker."""
+        """Ready once every worker process of this command beats. Dramatiq's own heartbeat
+        set also holds processes that only send (a scheduler, a web process), so a beat
+        there can come before this command has forked its workers; the tracked workers'
+        set (`<namespace>:buzzer:workers`, "<broker id>|<host>|<pid>") names the pid."""
         client = redis.Redis.from_url(self.redis_url)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.output()}")
-            alive = client.zrangebyscore(f"{self.namespace}:__heartbeats__", started_ms, "+inf")
-            if len(alive) >= self.processes:
+            if self.tracked:
+                mine = set(descendants(self.proc.pid))
+                entries = client.zrangebyscore(f"{self.namespace}:buzzer:workers", started_ms, "+inf")
+                beating = [e for e in entries if int(e.decode().rsplit("|", 1)[1]) in mine]
+                if len(beating) >= self.processes:
+                    return
+            elif len(client.zrangebyscore(f"{self.namespace}:__heartbeats__", started_ms, "+inf")) >= self.processes:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"worker not ready after {timeout}s: {self.output()}")
