@@ -99,6 +99,72 @@ def test_the_page_shows_each_group_once_with_count_first_last_seen_and_an_exampl
     assert "4 dead jobs in 3 groups" in page
 
 
+# The rows as the page's template wrote them before jobs.admin.dead_letter_rows did.
+TEMPLATE_ROW = """{% for group in groups %}{% with sig=group.signature %}
+<tr data-actor="{{ sig.actor_name }}" data-fingerprint="{{ group.fingerprint }}">
+<td><a href="{{ list_url }}?status__exact=dead&amp;fingerprint={{ group.fingerprint|urlencode }}"
+ class="group-jobs">{{ group.count }}</a></td>
+<td>{{ sig.actor_name|default:"–" }}</td>
+<td>
+<div class="group-signature"><strong>{{ sig.exception|default:"(no exception class)" }}</strong>
+ {{ sig.message|truncatechars:300 }}</div>
+{% if group.example %}<div class="group-example">e.g.
+ <a href="{{ list_url }}{{ group.example.pk }}/change/">job {{ group.example.pk|stringformat:"s"|slice:":8" }}</a>:
+<pre class="buzzer-pre">{{ group.example.last_error|truncatechars:400 }}</pre></div>{% endif %}
+</td>
+<td>{{ group.first_seen|default:"–" }}</td>
+<td>{{ group.last_seen|default:"–" }}</td>
+<td>{% if can_retry %}<form method="post" action="{{ retry_group_url }}">{% csrf_token %}
+<input type="hidden" name="fingerprint" value="{{ group.fingerprint }}">
+<input type="hidden" name="next" value="{{ request.get_full_path }}">
+<button type="submit" class="buzzer-button retry-group">Retry {{ group.count }}</button>
+</form>{% endif %}{% if can_discard %}<form method="post" action="{{ discard_group_url }}">{% csrf_token %}
+<input type="hidden" name="fingerprint" value="{{ group.fingerprint }}">
+<input type="hidden" name="next" value="{{ request.get_full_path }}">
+<button type="submit" class="buzzer-button discard-group">Discard {{ group.count }}…</button>
+</form>{% endif %}</td></tr>{% endwith %}{% endfor %}"""
+
+
+@pytest.mark.parametrize("buttons", [True, False])
+def test_rows_are_those_the_template_wrote(operator, buttons):
+    from django.template import engines
+    from django.test import RequestFactory
+    from django.urls import reverse
+
+    dead('ValueError: bad <b>"input"</b> & 42 ' + "x" * 500, actor="<script>x</script>")
+    dead("")
+    dead("Timeout: upstream", queue_name="premium")
+    request = RequestFactory().get(PAGE, {"p": "1", "odd": "{}<>&"})
+    request.user = operator
+    groups = dlq.with_examples(dlq.groups())
+    groups.append(dlq.Group(fingerprint="f" * 40, count=3, first_seen=None, last_seen=None))
+
+    ours = "".join(jobs_admin.dead_letter_rows(request, groups, can_retry=buttons, can_discard=buttons))
+    theirs = (
+        engines["django"]
+        .from_string(TEMPLATE_ROW)
+        .render(
+            {
+                "groups": groups,
+                "can_retry": buttons,
+                "can_discard": buttons,
+                "list_url": reverse("admin:jobs_job_changelist"),
+                "retry_group_url": reverse("admin:jobs_job_retry_group"),
+                "discard_group_url": reverse("admin:jobs_job_discard_group"),
+            },
+            request,
+        )
+    )
+
+    def normal(page):  # whitespace between tags, and the CSRF token's per-call mask
+        page = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "csrf", page)
+        return re.sub(r">\s+<", "><", re.sub(r"\s+", " ", page)).strip()
+
+    assert normal(ours) == normal(theirs)
+    assert ours.count("<tr ") == 4 and ("retry-group" in ours) == buttons
+    assert "&lt;script&gt;" in ours and "<script>" not in ours
+
+
 def test_the_page_is_paginated(operator, monkeypatch):
     monkeypatch.setattr(jobs_admin, "DEAD_LETTER_GROUPS_PER_PAGE", 2)
     for word in ("alpha", "beta", "gamma", "delta", "epsilon"):

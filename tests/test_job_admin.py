@@ -102,6 +102,31 @@ def test_list_rows_are_cell_for_cell_those_of_djangos_admin(operator):
     assert admin_list.change_url("admin:x_y_change", "1") is None
 
 
+def test_list_queries_do_not_grow_with_its_rows(operator):
+    """The list defers the heavy columns (jobs.admin.JobChangeList): no cell may read one."""
+    client = logged_in(operator)
+    make_job(status="succeeded")
+    with CaptureQueriesContext(connection) as one:
+        assert client.get("/admin/jobs/job/").status_code == 200
+    now = timezone.now()
+    for status, extra in [
+        ("scheduled", {"due_at": now + timezone.timedelta(hours=1)}),
+        ("running", {"worker": "gone-worker", "options": {"buzzer_cancel_requested": True}}),
+        ("running", {"worker": "w", "started_at": now}),
+        ("dead", {"last_error": "boom", "traceback": "Traceback", "error_fingerprint": "f" * 40}),
+        ("succeeded", {"started_at": now - timezone.timedelta(seconds=2), "finished_at": now}),
+        ("enqueued", {"object_type": "orders.order", "object_id": "42", "enqueued_at": now, "key": "k"}),
+    ]:
+        make_job(status=status, args=[1], kwargs={"email": "a@example.com"}, **extra)
+
+    with CaptureQueriesContext(connection) as many:
+        page = client.get("/admin/jobs/job/").content.decode()
+
+    assert page.count('class="action-select"') == 7
+    assert "scheduled · in" in page and "running · cancelling" in page and "orders.order 42" in page
+    assert len(many.captured_queries) == len(one.captured_queries), [q["sql"] for q in many.captured_queries]
+
+
 @pytest.mark.parametrize("field", ["id", "object_id", "error"])
 def test_search_finds_a_job_by_id_object_or_error(operator, field):
     wanted = make_job(object_id="order-77", last_error="SMTPServerDisconnected: relay gone")
