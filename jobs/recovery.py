@@ -201,19 +201,15 @@ def lost_job_ids(broker: dramatiq.Broker | None = None, limit: int = STALLED_SCA
     """Ids of jobs waiting (enqueued or retrying) for longer than
     BUZZER_LOST_AFTER_SECONDS whose message Redis holds nowhere (the oldest `limit`)."""
     broker = broker or dramatiq.get_broker()
-    client = getattr(broker, "client", None)
-    if client is None:
+    if getattr(broker, "client", None) is None:
         return set()
     cutoff = timezone.now() - timedelta(seconds=settings.BUZZER_LOST_AFTER_SECONDS)
-    candidates = list(
+    candidates = (
         Job.objects.filter(status__in=(Job.Status.ENQUEUED, Job.Status.RETRYING), enqueued_at__lt=cutoff)
         .order_by("enqueued_at")
-        .values_list("pk", "queue_name")[:limit]
+        .only("pk", "queue_name")
     )
-    if not candidates:
-        return set()
-    present = messages_in_redis(client, broker.namespace, {queue for _, queue in candidates})
-    return {pk for pk, _ in candidates if str(pk) not in present}
+    return lost_job_ids_among(list(candidates[:limit]), broker)
 
 
 def lost_job_ids_among(jobs: list[Job], broker: dramatiq.Broker | None = None) -> set[Any]:

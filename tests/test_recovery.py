@@ -79,3 +79,26 @@ def test_a_running_job_on_a_silent_worker_shows_as_stalled(real_broker, operator
 
     assert "running · stalled" in page
     assert str(job.id)[:8] in page
+
+
+def test_a_waiting_job_whose_message_redis_lost_is_found_and_requeued_now(real_broker, operator, settings):
+    from django.test import Client
+
+    settings.BUZZER_LOST_AFTER_SECONDS = 30
+    old = timezone.now() - timedelta(seconds=60)
+    lost = Job.objects.create(actor_name="update_inventory", status="enqueued", enqueued_at=old)
+    queued = Job.objects.create(actor_name="update_inventory", status="enqueued", enqueued_at=old)
+    real_broker.enqueue(build_message(queued))  # its message is still in its queue
+    recent = Job.objects.create(actor_name="update_inventory", status="enqueued", enqueued_at=timezone.now())
+    recovery._alive_cache = (0.0, None)
+    client = Client()
+    client.force_login(operator)
+
+    assert recovery.lost_job_ids(real_broker) == {lost.pk}
+    assert recovery.lost_job_ids_among([lost, queued, recent], real_broker) == {lost.pk, recent.pk}
+    page = client.get("/admin/jobs/job/", {"stalled": "yes"}).content.decode()
+    assert str(lost.id)[:8] in page and str(queued.id)[:8] not in page and str(recent.id)[:8] not in page
+
+    assert recovery.requeue_now(lost.pk, user=operator)
+    assert recovery.lost_job_ids(real_broker) == set()  # sent again: its message is in Redis now
+    assert not recovery.requeue_now(queued.pk, user=operator)  # not lost: left alone
