@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import unicodedata
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -26,12 +27,10 @@ from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from django.utils.decorators import method_decorator
-from django.utils.formats import get_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.utils.text import Truncator
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -646,10 +645,16 @@ def dead_letter_rows(
             )
         )
 
-    date_format = get_format("DATETIME_FORMAT")
+    now = timezone.now()
 
-    def when(moment: Any) -> str:
-        return dateformat.format(timezone.localtime(moment), date_format) if moment else "–"
+    def when(moment: Any) -> SafeString | str:
+        # "3 hours ago", the moment itself on hover (Django's localised date format cost
+        # a twentieth of a millisecond each, two per group)
+        if not moment:
+            return "–"
+        return admin_list.html(
+            '<span title="{}">{} ago</span>', f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S %Z}", age_of(moment, now)
+        )
 
     rows = []
     for group in groups:
@@ -662,7 +667,7 @@ def dead_letter_rows(
                 list_url,
                 example.pk,
                 str(example.pk)[:8],
-                Truncator(example.last_error).chars(400),
+                clip(example.last_error, 400),
             )
             if example is not None
             else ""
@@ -681,7 +686,7 @@ def dead_letter_rows(
                 group.count,
                 sig.actor_name or "–",
                 sig.exception or "(no exception class)",
-                Truncator(sig.message).chars(300),
+                clip(sig.message, 300),
                 example_html,
                 when(group.first_seen),
                 when(group.last_seen),
@@ -689,6 +694,13 @@ def dead_letter_rows(
             )
         )
     return rows
+
+
+def clip(text: str, length: int) -> str:
+    """Django's `truncatechars` for plain text (at most `length` characters, an ellipsis
+    at the cut), without its per-character walk."""
+    text = unicodedata.normalize("NFC", text)
+    return text if len(text) <= length else text[: length - 1] + "…"
 
 
 def _age_at(now: Any, job: Job) -> str:

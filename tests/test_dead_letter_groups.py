@@ -156,13 +156,17 @@ def test_rows_are_those_the_template_wrote(operator, buttons):
         )
     )
 
-    def normal(page):  # whitespace between tags, and the CSRF token's per-call mask
+    def normal(page):  # whitespace between tags, the CSRF token's per-call mask, the seen times
         page = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "csrf", page)
-        return re.sub(r">\s+<", "><", re.sub(r"\s+", " ", page)).strip()
+        page = re.sub(r">\s+<", "><", re.sub(r"\s+", " ", page)).strip()
+        return re.sub(r"(</div></td>)<td>.*?</td><td>.*?</td>", r"\1<td>seen</td><td>seen</td>", page)
 
     assert normal(ours) == normal(theirs)
     assert ours.count("<tr ") == 4 and ("retry-group" in ours) == buttons
     assert "&lt;script&gt;" in ours and "<script>" not in ours
+    seen = re.findall(r'<td><span title="(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+)">(\d+\xa0\w+) ago</span></td>', ours)
+    assert len(seen) == 6 and all(age.endswith(("second", "seconds")) for _, age in seen)  # 3 groups with times
+    assert ours.count("<td>–</td><td>–</td>") == 1  # the group without any
 
 
 def test_the_page_is_paginated(operator, monkeypatch):
