@@ -65,14 +65,23 @@ run: dev-deps env redis
 	@echo ""
 	BUZZER_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) scripts/with_env.py $(VENV)/bin/honcho start -e /dev/null -f Procfile
 
+# pytest-xdist workers for the tests that may run side by side (everything but the fault
+# and browser tests): each has its own test database, Redis server and Redis namespace.
+# `make test TEST_WORKERS=0` runs them in one process.
+TEST_WORKERS ?= 2
+
+# Two runs of pytest (scripts/run_suite.py): the parallel part on TEST_WORKERS workers,
+# then the fault and browser tests one at a time. PYTEST_ARGS go to both; it fails when
+# either part fails.
 test: dev-deps redis-binary
 	@$(PY) scripts/ensure_test_tools.py
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	TEST_WORKERS=$(TEST_WORKERS) $(PY) scripts/run_suite.py $(PYTEST_ARGS)
 
-# The daily loop: everything but the fault suite and the browser tests. pytest's cache
-# is on: `make test-fast PYTEST_ARGS=--lf` runs again only what failed last time.
+# The daily loop: everything but the fault suite and the browser tests, on TEST_WORKERS
+# workers. pytest's cache is on: `make test-fast PYTEST_ARGS=--lf` runs again only what
+# failed last time.
 test-fast: dev-deps redis-binary
-	$(VENV)/bin/pytest -m "not faults and not browser" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) -m "not faults and not browser" $(PYTEST_ARGS)
 
 # The fault-injection suite alone (it is part of `make test` too).
 test-faults: dev-deps redis-binary

@@ -5,6 +5,7 @@ without SECRET_KEY.
 """
 
 import hashlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -212,8 +213,13 @@ def _installation_namespace(database: dict) -> str:
     return "buzzer-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
+# Under pytest-xdist each worker process (gw0, gw1…) has a namespace of its own, so two
+# workers never flush or consume each other's keys even on one Redis (TEST_REDIS_URL).
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 BUZZER_NAMESPACE = env.str("BUZZER_NAMESPACE", default="") or (
-    "buzzer-test" if TESTING else _installation_namespace(DATABASES["default"])
+    ("buzzer-test-" + _XDIST_WORKER if _XDIST_WORKER else "buzzer-test")
+    if TESTING
+    else _installation_namespace(DATABASES["default"])
 )
 
 # Connect and read timeouts keep a request from hanging on a dead or stalled Redis.

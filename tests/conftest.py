@@ -1,4 +1,5 @@
 import json
+import os
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -137,6 +138,58 @@ def operator(db: None) -> Any:
 def viewer(db: None) -> Any:
     """Staff who may only look at jobs."""
     return _staff("viewer", "view_job")
+
+
+# `make test` runs the suite in two parts (scripts/run_suite.py): BUZZER_SUITE_PART=parallel
+# is everything but the fault and browser tests, on pytest-xdist workers; =serial is the
+# fault and browser tests, one at a time (they kill processes and measure time). A -m or
+# -k of the caller's still narrows each part.
+SERIAL_MARKERS = ("faults", "browser")
+# The failures recorded when the parallel part started: --lf in the serial part reruns
+# those, not what is left after the parallel part has updated pytest's record.
+LASTFAILED_AT_START = "buzzer/lastfailed-at-suite-start"
+
+
+def runs_serially(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(name) for name in SERIAL_MARKERS)
+
+
+def suite_part(config: pytest.Config) -> str:
+    part = os.environ.get("BUZZER_SUITE_PART", "")
+    if part not in ("", "parallel", "serial"):
+        raise pytest.UsageError(f"BUZZER_SUITE_PART must be parallel or serial, not {part!r}")
+    return part
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
+    is_xdist_worker = hasattr(config, "workerinput")
+    if suite_part(config) == "parallel" and cache is not None and not is_xdist_worker:
+        cache.set(LASTFAILED_AT_START, cache.get("cache/lastfailed", {}))
+
+
+def recorded_failure(item: pytest.Item, failed: dict[str, Any]) -> bool:
+    return item.nodeid in failed or item.nodeid.split("::")[0] in failed  # a test, or its module's collection
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    part = suite_part(config)
+    if not part:
+        return
+    keep = [item for item in items if runs_serially(item) == (part == "serial")]
+    cache = getattr(config, "cache", None)
+    if config.getoption("lf", False) and cache is not None:
+        # --lf in one part of two reruns this part's share of the failures recorded when
+        # the suite started, nothing when it has none (pytest alone would run the whole
+        # part, the fault suite included, or everything once the parallel part passed).
+        failed = cache.get(LASTFAILED_AT_START if part == "serial" else "cache/lastfailed", {})
+        if failed:
+            keep = [item for item in keep if recorded_failure(item, failed)]
+    if len(keep) != len(items):
+        kept = set(keep)
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = keep
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -38,7 +38,8 @@ def place() -> Order:
     )
 
 
-def test_an_order_never_saved_is_refunded_by_the_settling_job(products, refunds, stub_broker, stub_worker, settings):
+def test_an_order_never_saved_is_refunded_by_the_settling_job(products, refunds, stub_broker, stub_worker, monkeypatch):
+    monkeypatch.setattr(services, "SETTLE_DELAY_MS", 1_000)  # production's 5 s, shortened: still a delayed job
     with mock.patch("orders.services.jobs.publish", side_effect=database_went_away), pytest.raises(OperationalError):
         place()
 
