@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
+from django.conf import settings
 
 from tests.support.http import request
 from tests.support.waiting import wait_until
@@ -94,12 +96,21 @@ def not_found_message(port: int) -> str | None:
     return body["error"]["message"] if status == 404 and isinstance(body, dict) else None
 
 
+def worker_beats(root: int) -> bool:
+    """A worker process under `root` has started and beats (the tracked workers' set names
+    its pid): only then does Dramatiq's watcher restart it cleanly on a change."""
+    mine = set(descendants(root))
+    entries = redis.Redis.from_url(settings.REDIS_URL).zrange(f"{settings.BUZZER_NAMESPACE}:buzzer:workers", 0, -1)
+    return any(int(entry.decode().rsplit("|", 1)[1]) in mine for entry in entries)
+
+
 def test_code_changes_reload_web_and_workers_and_ctrl_c_leaves_nothing(project: Path, honcho):
     process, port, log = honcho
     wait_until(lambda: not_found_message(port) == MESSAGE, timeout=120, what="runserver to answer")
     wait_until(lambda: log.read_text().count("is booting up") >= 1, timeout=120, what="the worker to boot")
     # The watcher thread starts after the worker processes: give it its moment.
     wait_until(lambda: len(descendants(process.pid)) >= 6, timeout=60, what="all processes to start")
+    wait_until(lambda: worker_beats(process.pid), timeout=120, what="the worker process to beat")
 
     api = project / "orders" / "api.py"
     api.write_text(api.read_text().replace(MESSAGE, "There is no such resource (reloaded)."))
