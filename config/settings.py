@@ -24,6 +24,9 @@ environ.Env.read_env(env.str("BUZZER_ENV_FILE", default=str(BASE_DIR / ".env")),
 # The suite runs with its own Redis database and a stub broker unless told otherwise;
 # worker processes that tests start get BUZZER_TESTING=0 and explicit URLs.
 TESTING = env.bool("BUZZER_TESTING", default="pytest" in sys.modules)
+# The pytest-xdist worker (gw0, gw1…) a test process, or a process a test started, runs
+# under: each has its own namespace and collected static files (below).
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -152,7 +155,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# Two test workers collecting into one folder while the other's WhiteNoise lists it lose
+# files under each other (collectstatic replaces a changed file by deleting it first).
+STATIC_ROOT = VAR_DIR / (f"static-{_XDIST_WORKER}" if _XDIST_WORKER else "static")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
@@ -217,7 +222,6 @@ def _installation_namespace(database: dict) -> str:
 
 # Under pytest-xdist each worker process (gw0, gw1…) has a namespace of its own, so two
 # workers never flush or consume each other's keys even on one Redis (TEST_REDIS_URL).
-_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 BUZZER_NAMESPACE = env.str("BUZZER_NAMESPACE", default="") or (
     ("buzzer-test-" + _XDIST_WORKER if _XDIST_WORKER else "buzzer-test")
     if TESTING
