@@ -266,13 +266,13 @@ def send_without_outbox(actor: Any, *args: Any, delay_ms: int = 0, **kwargs: Any
     return True
 
 
-def build_message(job: Job) -> dramatiq.Message:
+def build_message(job: Job, **options: Any) -> dramatiq.Message:
     return dramatiq.Message(
         queue_name=job.queue_name,
         actor_name=job.actor_name,
         args=tuple(job.args),
         kwargs=dict(job.kwargs),
-        options=dict(job.options),
+        options={**job.options, **options},
         message_id=str(job.id),
         message_timestamp=int(time.time() * 1000),
     )
@@ -360,7 +360,7 @@ def _send_pipelined(broker: RedisBroker, jobs: list[Job]) -> list[Any]:
     unpack = broker._max_unpack_size()  # read from Redis once per process
     waiting = []
     for job in jobs:
-        message = build_message(job).copy(options={"redis_message_id": str(uuid.uuid4())})
+        message = build_message(job, redis_message_id=str(uuid.uuid4()))
         broker.emit_before("enqueue", message, None)
         waiting.append((job, message))
     sent: list[Any] = []

@@ -1,5 +1,6 @@
 """What one order costs on the real stack (a real COMMIT, the real Redis broker): at most
-8 SQL statements and one round trip to the broker for all of its jobs."""
+8 SQL statements, one round trip to the broker for all of its jobs and one for its rate
+limit."""
 
 from __future__ import annotations
 
@@ -51,7 +52,9 @@ def queued(broker: dramatiq.Broker, queue: str = "default") -> int:
     return broker.client.llen(f"{broker.namespace}:{queue}")
 
 
-def test_one_order_costs_at_most_8_statements_and_one_broker_round_trip(api, products, real_broker, monkeypatch):
+def test_one_order_costs_at_most_8_statements_one_broker_and_one_rate_limit_round_trip(
+    api, products, real_broker, monkeypatch
+):
     api.post("/api/orders/", order_body())  # warm: the API key's last use, Dramatiq's Lua limits (once per process)
 
     with count_redis_round_trips(monkeypatch) as trips, CaptureQueriesContext(connection) as queries:
@@ -61,6 +64,7 @@ def test_one_order_costs_at_most_8_statements_and_one_broker_round_trip(api, pro
     statements = [q["sql"] for q in queries.captured_queries]
     assert len(statements) <= MAX_STATEMENTS, "\n".join(statements)
     assert len(trips.broker) == 1  # the three jobs, pipelined
+    assert len(trips.other) == 1  # the API key's rate limit: one script call
     order = Order.objects.get(email="second@example.com")
     assert set(Job.objects.filter(object_id=str(order.id)).values_list("status", flat=True)) == {"enqueued"}
     assert queued(real_broker) == 6
