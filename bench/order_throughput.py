@@ -5,18 +5,26 @@
 
 One command: a database and a Redis database of the benchmark's own (never the data of
 `make run`), migrated and seeded with products whose stock never runs out; gunicorn
-(`--web-workers` sync workers, DEBUG off, as in production) and `rundramatiq` workers
-running the orders' jobs behind it. For each concurrency (`--connections`, default 1 and
-8) wrk (Debian's package, installed when missing as `make test` installs its tools) runs
-`GET /api/orders/<id>/` and then `POST /api/orders/` (a Lua script: a new order, with an
-e-mail address of its own, per request) for `--duration` seconds each, and the script
-prints both throughputs, their ratio and the p50/p99 latencies. Every response must be a
-2xx; at the end every order placed must have its three jobs, all `succeeded`.
+(`--web-workers` sync workers, DEBUG off, as in production) in front, `rundramatiq`
+workers behind. For each concurrency (`--connections`, default 1 and 8) wrk (Debian's
+package, installed when missing the way `make test` installs its tools) runs
+`GET /api/orders/<id>/` and then `POST /api/orders/` (a Lua script: a new order with an
+e-mail address of its own per request, one item, the test card) for `--duration`
+seconds each, `--rounds` times, first with the job workers idle (`idle`: they start
+after the requests, the jobs wait in Redis), then with them running the jobs on the same
+cores meanwhile (`busy`). It prints both throughputs, their ratio (the median of each
+POST run over the GET run just before it), p50/p99, and the CPU time each request cost:
+the gunicorn processes plus, on PostgreSQL, the backends serving the benchmark's
+database (`CPU ms GET`, `CPU ms POST`), and with the workers' CPU for the order's three
+jobs added. `CPU ratio` is the throughput ratio CPU alone would allow: on a shared
+2-core machine the most stable of these figures. Every response must be a 2xx and at the
+end every order must have its three jobs, all `succeeded`.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import signal
@@ -275,6 +283,11 @@ def median_run(runs: list[Run], mode: str, label: str, connections: int) -> Run:
     )
 
 
+def pairs(runs: list[Run], mode: str, connections: int) -> list[tuple[Run, Run]]:
+    mine = [r for r in runs if r.mode == mode and r.connections == connections]
+    return [(g, p) for g, p in itertools.pairwise(mine) if g.label == "GET" and p.label == "POST"]
+
+
 def measure(
     runs: list[Run], mode: str, args: argparse.Namespace, groups: dict[str, int], database: str, get: list[str],
     post: list[str],
@@ -337,16 +350,24 @@ def main() -> None:
         f"{args.worker_threads}, wrk {args.duration} s per run, medians of {args.rounds} rounds:"
     )
     print(
-        f"{'workers':>7s} {'conns':>5s} {'GET req/s':>10s} {'POST req/s':>11s} {'ratio':>6s}   "
-        f"{'GET p50 / p99 ms':>17s}   {'POST p50 / p99 ms':>18s}   POST CPU ms/order (web, workers, postgres)"
+        f"{'workers':>7s} {'conns':>5s} {'GET/s':>7s} {'POST/s':>7s} {'ratio':>6s}  {'GET p50/p99 ms':>15s}  "
+        f"{'POST p50/p99 ms':>16s}  {'CPU ms GET':>10s}  {'CPU ms POST (web+pg, +workers)':>30s}  {'CPU ratio':>9s}"
     )
     for mode in modes:
         for connections in sorted({r.connections for r in runs}):
             g, p = median_run(runs, mode, "GET", connections), median_run(runs, mode, "POST", connections)
+            # Each POST run next to the GET run just before it: the ratio of a pair drifts
+            # less with the machine's load than the ratio of medians.
+            ratio = statistics.median(post.rate / get.rate for get, post in pairs(runs, mode, connections))
+            get_cpu = g.cpu_ms["web"] + g.cpu_ms["postgres"]
+            post_cpu = p.cpu_ms["web"] + p.cpu_ms["postgres"]
+            # What the rates would be if CPU were the only limit (as it is on a busy machine):
+            # the request's own CPU (web + PostgreSQL), then also its jobs' (workers).
+            cpu_ratio = get_cpu / (post_cpu + p.cpu_ms["workers"])
             print(
-                f"{mode:>7s} {connections:5d} {g.rate:10.1f} {p.rate:11.1f} {p.rate / g.rate:6.2f}   "
-                f"{g.p50_ms:7.2f} / {g.p99_ms:7.2f}   {p.p50_ms:8.2f} / {p.p99_ms:7.2f}   "
-                f"{p.cpu_ms['web']:.1f}, {p.cpu_ms['workers']:.1f}, {p.cpu_ms['postgres']:.1f}"
+                f"{mode:>7s} {connections:5d} {g.rate:7.1f} {p.rate:7.1f} {ratio:6.2f}  "
+                f"{g.p50_ms:6.1f} / {g.p99_ms:6.1f}  {p.p50_ms:7.1f} / {p.p99_ms:6.1f}  {get_cpu:10.1f}  "
+                f"{post_cpu:17.1f}, {post_cpu + p.cpu_ms['workers']:10.1f}  {cpu_ratio:9.2f}"
             )
     ok = states == {"succeeded": 3 * orders}
     print(f"orders: {orders}, their jobs: {states} {'(all succeeded)' if ok else '(NOT all succeeded)'}")
