@@ -13,7 +13,7 @@ from typing import Any
 import dramatiq
 import redis
 from django.conf import settings
-from django.db import models, router, transaction
+from django.db import DatabaseError, models, router, transaction
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
@@ -332,10 +332,32 @@ def dispatch(jobs: Iterable[Job], *, force: bool = False) -> int:
     if len(sent) < len(jobs):
         _redis_refused_until = time.monotonic() + settings.BUZZER_DISPATCH_BACKOFF_SECONDS
     if sent:
-        Job.objects.filter(id__in=sent, status=Job.Status.PENDING).update(
-            status=Job.Status.ENQUEUED, enqueued_at=timezone.now()
-        )
+        _mark_enqueued(sent)
     return len(sent)
+
+
+def _mark_enqueued(ids: list[Any]) -> None:
+    """pending → enqueued for the jobs just sent, in one UPDATE. On PostgreSQL a row that
+    another transaction holds (a worker's writer moving it on, the sweep marking it) is
+    skipped rather than waited for: two multi-row UPDATEs locking in different orders
+    deadlock. A failure leaves the jobs pending for the sweep (a second delivery, which
+    the claim skips) and never fails the caller: after COMMIT the order stands."""
+    try:
+        connection = transaction.get_connection(router.db_for_write(Job))
+        if connection.vendor != "postgresql":
+            Job.objects.filter(id__in=ids, status=Job.Status.PENDING).update(
+                status=Job.Status.ENQUEUED, enqueued_at=timezone.now()
+            )
+            return
+        table = connection.ops.quote_name(Job._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET status = %s, enqueued_at = %s WHERE id IN "  # noqa: S608 - our own table name
+                f"(SELECT id FROM {table} WHERE id = ANY(%s) AND status = %s FOR UPDATE SKIP LOCKED)",
+                [Job.Status.ENQUEUED, timezone.now(), list(ids), Job.Status.PENDING],
+            )
+    except DatabaseError as exc:
+        logger.warning("Could not mark %d sent jobs enqueued (%s…); the sweep will: %s", len(ids), ids[0], exc)
 
 
 def _send_one_by_one(broker: dramatiq.Broker, jobs: list[Job]) -> list[Any]:

@@ -156,3 +156,21 @@ def test_a_key_already_taken_returns_the_first_job_and_sends_nothing_new(real_br
     assert again.pk == first.pk and again.kwargs == {"order_id": "a"}
     assert Job.objects.count() == 1
     assert queued(real_broker) == 1
+
+
+def test_an_order_stands_when_marking_its_sent_jobs_fails(api, products, real_broker):
+    """After COMMIT the order exists: a failed `UPDATE … enqueued` (a deadlock, the database
+    gone) leaves the jobs pending for the sweep and the client gets its 201."""
+    from django.db import OperationalError
+
+    def refuse_the_mark(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.startswith("UPDATE") and "enqueued" in str(params).lower():
+            raise OperationalError("deadlock detected")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(refuse_the_mark):
+        response = api.post("/api/orders/", order_body())
+
+    assert response.status_code == 201
+    assert set(Job.objects.values_list("status", flat=True)) == {"pending"}
+    assert queued(real_broker) == 3  # sent; the sweep sends them again, the claim skips the copy
