@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,9 +13,12 @@ from typing import Any
 import dramatiq
 import redis
 from django.conf import settings
-from django.db import models, transaction
+from django.db import DatabaseError, models, router, transaction
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -65,7 +69,25 @@ def enqueue(
     the scheduler (`release_due`), so it runs once, not before, and Redis losing its
     contents meanwhile loses nothing.
     """
-    due_at = _due_at(delay, eta)
+    job = _new_job(
+        actor, args, kwargs, key=key, queue=queue, obj=obj, event=event, options=options, due_at=_due_at(delay, eta)
+    )
+    return _write([job])[0]
+
+
+def _new_job(
+    actor: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    key: str | None,
+    queue: str | None,
+    obj: models.Model | None,
+    event: str,
+    options: dict[str, Any] | None,
+    due_at: datetime | None,
+) -> Job:
+    """The unsaved row of one job."""
     name = _actor_name(actor)
     options = dict(options or {})
     request_id = _logging.bound().get("request_id")
@@ -73,27 +95,97 @@ def enqueue(
         options["buzzer_request_id"] = request_id  # the request's id follows its jobs into the logs
     broker_actor = dramatiq.get_broker().get_actor(name)  # fails fast on a typo
     object_type, object_id = _object_ref(obj)
-    fields = {
-        "actor_name": name,
-        "queue_name": queue or broker_actor.queue_name,
-        "args": list(args),
-        "kwargs": kwargs,
-        "event": event,
-        "object_type": object_type,
-        "object_id": object_id,
-        "options": options,
-    }
+    job = Job(
+        actor_name=name,
+        queue_name=queue or broker_actor.queue_name,
+        args=list(args),
+        kwargs=kwargs,
+        event=event,
+        object_type=object_type,
+        object_id=object_id,
+        options=options,
+        key=key,
+    )
     if due_at is not None:
-        fields.update(status=Job.Status.SCHEDULED, due_at=due_at)
-    if key is not None:
-        job, created = Job.objects.get_or_create(key=key, defaults=fields)
-        if not created:
-            return job
-    else:
-        job = Job.objects.create(**fields)
-    if due_at is None:
-        transaction.on_commit(lambda: dispatch([job]))
+        job.status, job.due_at = Job.Status.SCHEDULED, due_at
     return job
+
+
+def _write(new: list[Job]) -> list[Job]:
+    """Insert the jobs in one statement and dispatch those due now after COMMIT (one
+    callback, one Redis round trip for all of them). A job whose key is taken is not
+    written: the existing job takes its place in the result (and is not dispatched)."""
+    if not new:
+        return []
+    inserted = _insert_new(new)
+    result = list(new)
+    taken = [i for i, job in enumerate(new) if job.pk not in inserted]
+    if taken:
+        existing = Job.objects.in_bulk([new[i].key for i in taken], field_name="key")
+        for i in taken:
+            job = new[i]
+            # Gone again since the INSERT (deleted meanwhile): write it the slow way.
+            result[i] = existing.get(job.key) or Job.objects.get_or_create(key=job.key, defaults=_fields(job))[0]
+    due = [job for job in result if job.pk in inserted and job.status == Job.Status.PENDING]
+    if due:
+        _dispatch_on_commit(due)
+    return result
+
+
+def _fields(job: Job) -> dict[str, Any]:
+    return {f.attname: getattr(job, f.attname) for f in Job._meta.concrete_fields if f.attname not in ("id", "key")}
+
+
+def _insert_new(new: list[Job]) -> set[Any]:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the ids of the rows written (a job
+    whose key exists is skipped, never an error, so no savepoint is needed)."""
+    connection = transaction.get_connection(router.db_for_write(Job))
+    if not connection.features.can_return_rows_from_bulk_insert:  # SQLite before 3.35
+        written = set()
+        for job in new:
+            if job.key is None:
+                job.save(force_insert=True)
+                written.add(job.pk)
+            else:
+                if Job.objects.get_or_create(key=job.key, defaults={**_fields(job), "id": job.id})[1]:
+                    written.add(job.pk)
+        return written
+    query = InsertQuery(Job, on_conflict=OnConflict.IGNORE)
+    query.insert_values([f for f in Job._meta.concrete_fields if not f.generated], new)
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = [Job._meta.pk]
+    [(sql, params)] = compiler.as_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    for job in new:  # as a save() leaves it (a later save() updates the row)
+        job._state.adding, job._state.db = False, connection.alias
+    to_python = Job._meta.pk.to_python
+    return {to_python(row[0]) for row in rows}
+
+
+class _DispatchAfterCommit:
+    """One on_commit callback for the jobs written at one savepoint level: they are sent
+    together. Jobs written inside a savepoint get a callback of their own, which Django
+    drops if that savepoint is rolled back, so a rolled-back job is never sent."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+
+    def __call__(self) -> None:
+        dispatch(self.jobs)  # looked up when called: tests and the fault suite replace it
+
+
+def _dispatch_on_commit(jobs: list[Job]) -> None:
+    connection = transaction.get_connection(router.db_for_write(Job))
+    if not connection.in_atomic_block:
+        dispatch(jobs)
+        return
+    pending = connection.run_on_commit
+    if pending and isinstance(pending[-1][1], _DispatchAfterCommit) and pending[-1][0] == set(connection.savepoint_ids):
+        pending[-1][1].jobs.extend(jobs)  # the same savepoint level: the same batch
+    else:
+        transaction.on_commit(_DispatchAfterCommit(jobs), using=connection.alias)
 
 
 def _due_at(delay: timedelta | float | None, eta: datetime | None) -> datetime | None:
@@ -146,15 +238,18 @@ def publish(event: str, *, obj: models.Model | None = None, queue: str | None = 
     """Write one job per subscriber of `event`, with the payload as keyword arguments.
 
     Each job has a key made of the event, the subscriber and the object, so publishing
-    the same event for the same object twice writes no second set of jobs.
+    the same event for the same object twice writes no second set of jobs. All of them
+    are written with one INSERT and sent to the broker together after COMMIT.
     """
-    jobs = []
+    new = []
     for name in subscribers(event):
         key = None
         if obj is not None:
             key = f"{event}:{name}:{obj._meta.label_lower}:{obj.pk}"
-        jobs.append(enqueue(name, key=key, queue=queue, obj=obj, event=event, **payload))
-    return jobs
+        new.append(
+            _new_job(name, (), dict(payload), key=key, queue=queue, obj=obj, event=event, options=None, due_at=None)
+        )
+    return _write(new)
 
 
 def send_without_outbox(actor: Any, *args: Any, delay_ms: int = 0, **kwargs: Any) -> bool:
@@ -171,13 +266,13 @@ def send_without_outbox(actor: Any, *args: Any, delay_ms: int = 0, **kwargs: Any
     return True
 
 
-def build_message(job: Job) -> dramatiq.Message:
+def build_message(job: Job, **options: Any) -> dramatiq.Message:
     return dramatiq.Message(
         queue_name=job.queue_name,
         actor_name=job.actor_name,
         args=tuple(job.args),
         kwargs=dict(job.kwargs),
-        options=dict(job.options),
+        options={**job.options, **options},
         message_id=str(job.id),
         message_timestamp=int(time.time() * 1000),
     )
@@ -212,30 +307,121 @@ def sender() -> dramatiq.Broker:
 def dispatch(jobs: Iterable[Job], *, force: bool = False) -> int:
     """Send pending jobs to the broker and mark them enqueued. Returns how many were sent.
 
-    A job the broker refuses (Redis down or stalled) stays pending for the sweep; the
-    caller is never failed for it, and for BUZZER_DISPATCH_BACKOFF_SECONDS after such a
-    refusal this process leaves new jobs to the sweep without trying (`force` tries
+    On Redis all of them go in one pipeline (one round trip) and are marked with one
+    UPDATE. A job the broker refuses (Redis down or stalled) stays pending for the sweep;
+    the caller is never failed for it, and for BUZZER_DISPATCH_BACKOFF_SECONDS after such
+    a refusal this process leaves new jobs to the sweep without trying (`force` tries
     anyway: the sweep). A job sent twice (this and the sweep racing) is run once: the
     tracking middleware skips a job that is not waiting.
     """
     global _redis_refused_until
     if not force and time.monotonic() < _redis_refused_until:
         return 0
+    jobs = list(jobs)
+    if not jobs:
+        return 0
     broker = sender()
+    try:
+        if isinstance(broker, RedisBroker):
+            sent = _send_pipelined(broker, jobs)
+        else:
+            sent = _send_one_by_one(broker, jobs)
+    except Exception as exc:  # noqa: BLE001 - any broker failure leaves them to the sweep
+        logger.warning("Could not dispatch %d jobs (%s…); the sweep will retry: %s", len(jobs), jobs[0].id, exc)
+        sent = []
+    if len(sent) < len(jobs):
+        _redis_refused_until = time.monotonic() + settings.BUZZER_DISPATCH_BACKOFF_SECONDS
+    if sent:
+        _mark_enqueued(sent)
+    return len(sent)
+
+
+def _mark_enqueued(ids: list[Any]) -> None:
+    """pending → enqueued for the jobs just sent, in one UPDATE. On PostgreSQL a row that
+    another transaction holds (a worker's writer moving it on, the sweep marking it) is
+    skipped rather than waited for: two multi-row UPDATEs locking in different orders
+    deadlock. A failure leaves the jobs pending for the sweep (a second delivery, which
+    the claim skips) and never fails the caller: after COMMIT the order stands."""
+    try:
+        connection = transaction.get_connection(router.db_for_write(Job))
+        if connection.vendor != "postgresql":
+            Job.objects.filter(id__in=ids, status=Job.Status.PENDING).update(
+                status=Job.Status.ENQUEUED, enqueued_at=timezone.now()
+            )
+            return
+        table = connection.ops.quote_name(Job._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET status = %s, enqueued_at = %s WHERE id IN "  # noqa: S608 - our own table name
+                f"(SELECT id FROM {table} WHERE id = ANY(%s) AND status = %s FOR UPDATE SKIP LOCKED)",
+                [Job.Status.ENQUEUED, timezone.now(), list(ids), Job.Status.PENDING],
+            )
+    except DatabaseError as exc:
+        logger.warning("Could not mark %d sent jobs enqueued (%s…); the sweep will: %s", len(ids), ids[0], exc)
+
+
+def _send_one_by_one(broker: dramatiq.Broker, jobs: list[Job]) -> list[Any]:
     sent = []
     for job in jobs:
         try:
             broker.enqueue(build_message(job))
         except Exception as exc:  # noqa: BLE001 - any broker failure leaves it to the sweep
             logger.warning("Could not dispatch job %s (%s); the sweep will retry: %s", job.id, job.actor_name, exc)
-            _redis_refused_until = time.monotonic() + settings.BUZZER_DISPATCH_BACKOFF_SECONDS
             break
         sent.append(job.id)
-    if sent:
-        Job.objects.filter(id__in=sent, status=Job.Status.PENDING).update(
-            status=Job.Status.ENQUEUED, enqueued_at=timezone.now()
-        )
-    return len(sent)
+    return sent
+
+
+def _send_pipelined(broker: RedisBroker, jobs: list[Job]) -> list[Any]:
+    """What RedisBroker.enqueue does for each message (Dramatiq's own dispatch script,
+    a fresh redis_message_id), for all of them in one pipeline: one round trip. The
+    script is called by its SHA alone (redis-py would ask SCRIPT EXISTS first, a second
+    round trip); a server that does not know it yet (restarted) gets it loaded and the
+    refused messages again. Returns the ids of the jobs Redis accepted."""
+    script = broker.scripts["dispatch"]
+    unpack = broker._max_unpack_size()  # read from Redis once per process
+    waiting = []
+    for job in jobs:
+        message = build_message(job, redis_message_id=str(uuid.uuid4()))
+        broker.emit_before("enqueue", message, None)
+        waiting.append((job, message))
+    sent: list[Any] = []
+    for _attempt in range(2):
+        pipe = broker.client.pipeline(transaction=False)
+        timestamp = current_millis()
+        for _job, message in waiting:
+            pipe.evalsha(
+                script.sha,
+                1,
+                broker.namespace,
+                "enqueue",
+                timestamp,
+                message.queue_name,
+                broker.broker_id,
+                broker.heartbeat_timeout,
+                broker.dead_message_ttl,
+                broker._should_do_maintenance("enqueue"),
+                unpack,
+                message.options["redis_message_id"],
+                message.encode(),
+            )
+        results = pipe.execute(raise_on_error=False)
+        unknown_script = []
+        for (job, message), result in zip(waiting, results, strict=True):
+            if isinstance(result, redis.exceptions.NoScriptError):
+                unknown_script.append((job, message))
+            elif isinstance(result, Exception):
+                logger.warning(
+                    "Could not dispatch job %s (%s); the sweep will retry: %s", job.id, job.actor_name, result
+                )
+            else:
+                broker.emit_after("enqueue", message, None)
+                sent.append(job.id)
+        if not unknown_script:
+            break
+        script.sha = broker.client.script_load(script.script)
+        waiting = unknown_script
+    return sent
 
 
 def sweep_outbox(older_than: float | None = None, limit: int = SWEEP_BATCH) -> int:

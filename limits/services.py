@@ -20,8 +20,10 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest
-from django_ratelimit.core import get_usage
+from django_ratelimit import ALL
+from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, _split_rate, get_usage
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,8 @@ def _usage(request: HttpRequest, scope: str, key: Key, *, increment: bool) -> di
     if not settings.BUZZER_RATELIMIT_ENABLED or not rate or time.monotonic() < _redis_refused_until:
         return None
     try:
+        if increment and callable(key) and isinstance(caches[CACHE], RedisCache):
+            return _count(request, f"buzzer.{scope}", key, rate)
         return get_usage(request, group=f"buzzer.{scope}", key=key, rate=rate, increment=increment)
     except (redis.RedisError, OSError) as exc:
         _redis_refused_until = time.monotonic() + settings.BUZZER_RATELIMIT_BACKOFF_SECONDS
@@ -108,6 +112,29 @@ def _usage(request: HttpRequest, scope: str, key: Key, *, increment: bool) -> di
             exc,
         )
         return None
+
+
+# INCR, and the window's expiry on its first count: what django-ratelimit's ADD, then
+# EXISTS + INCR through Django's cache do in three round trips, in one, atomically.
+_INCREMENT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+_scripts: dict[int, Any] = {}
+
+
+def _count(request: HttpRequest, group: str, key: Callable[[str, HttpRequest], str], rate: str) -> dict[str, Any]:
+    """get_usage(increment=True) for a key function, in one round trip: the same fixed
+    window and the same cache key (so `blocked` reads what this counts)."""
+    limit, period = _split_rate(rate)
+    value = key(group, request)
+    window = _get_window(value, period)
+    cache = caches[CACHE]
+    cache_key = cache.make_and_validate_key(_make_cache_key(group, window, rate, value, ALL))
+    pool = cache._cache._get_connection_pool(True)
+    increment = _scripts.get(id(pool))
+    if increment is None:  # Django's cache builds a client per call; one per pool is enough
+        _scripts.clear()
+        increment = _scripts[id(pool)] = redis.Redis(connection_pool=pool).register_script(_INCREMENT)
+    count = int(increment(keys=[cache_key], args=[period + EXPIRATION_FUDGE]))
+    return {"count": count, "limit": limit, "should_limit": count > limit, "time_left": window - int(time.time())}
 
 
 def _limited(request: HttpRequest, scope: str, usage: dict[str, Any]) -> Limited:

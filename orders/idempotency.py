@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,7 +35,9 @@ class Begun:
 
 def begin(api_key: ApiKey, key: str, request_hash: str) -> Begun:
     try:
-        with transaction.atomic():
+        # In autocommit (a request) the INSERT is its own transaction and a duplicate key
+        # spoils nothing: one statement. Inside a transaction a savepoint keeps it usable.
+        with transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext():
             return Begun(record=IdempotencyKey.objects.create(api_key=api_key, key=key, request_hash=request_hash))
     except IntegrityError:
         pass
