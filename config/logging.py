@@ -11,11 +11,16 @@ on). What is bound in the context rides on every line of the thread that bound i
   binds `request_id`, `job_id`, `actor`, `attempt` and `queue` around each job
   (`jobs.middleware.JobTracking`), so `grep <request id>` finds the request and every
   line of the jobs it created, their retries included.
+
+A worker thread binds its job's ids with `bind_job` (one thread-local assignment) rather
+than one context variable each: it does so for every job, and at thousands of jobs a
+second setting and resetting five context variables cost more than the job's own line.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from typing import Any
 
@@ -39,13 +44,37 @@ def unbind(*names: str) -> None:
     structlog.contextvars.unbind_contextvars(*names)
 
 
+_job = threading.local()
+
+
+def bind_job(**values: Any) -> None:
+    """The ids of the job this thread runs, on every line it logs until `unbind_job`."""
+    _job.context = values
+
+
+def unbind_job() -> None:
+    _job.context = None
+
+
+def merge_job_context(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: the values bound by `bind_job` (a line's own values win)."""
+    context = getattr(_job, "context", None)
+    if context:
+        for name, value in context.items():
+            event_dict.setdefault(name, value)
+    return event_dict
+
+
 def bound() -> dict[str, Any]:
-    return structlog.contextvars.get_contextvars()
+    values = structlog.contextvars.get_contextvars()
+    context = getattr(_job, "context", None)
+    return {**values, **context} if context else values
 
 
 def settings_dict(log_format: str, level: str, levels: dict[str, str]) -> dict[str, Any]:
     """The LOGGING setting: stdlib loggers, structlog's formatter."""
     shared = [
+        merge_job_context,
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -1,8 +1,9 @@
 """Claims: which delivery of a job may run it.
 
-A worker claims a job in Redis before running it: one `SET NX` for a first delivery,
-a short script for the rare rest. The claim holds the attempt number and the worker
-(Dramatiq broker id). A later delivery of the same attempt — the outbox sweep and the
+A worker claims a job in Redis before running it, in one script call that also refuses
+a job marked cancelled (`jobs.cancellation`); the claims that a process's worker threads
+ask for at the same moment share that call (`RedisClaims.claim`). The claim holds the
+attempt number and the worker (Dramatiq broker id). A later delivery of the same attempt — the outbox sweep and the
 after-commit send racing, or a message redelivered while its first worker still lives —
 is skipped; a retry (a higher attempt) runs; a redelivery after its worker died runs
 too, unless the job has killed its worker too often (a crash loop goes to the DLQ).
@@ -24,34 +25,48 @@ import threading
 import time
 from typing import Any, Protocol
 
+from redis.exceptions import NoScriptError
+
 logger = logging.getLogger(__name__)
 
-# KEYS: claim key, heartbeats sorted set, cancel mark. ARGV: attempt, worker, now ms,
-# dead-after ms, ttl s. Returns 1 when claimed, 0 when another delivery holds this
-# attempt, "cancelled" when the job was cancelled, or the holder's id prefixed with
-# "dead:" when it holds the same attempt but sends no more heartbeats.
+# KEYS: heartbeats sorted set, then per claim its claim key and its cancel mark. ARGV:
+# now ms, dead-after ms, ttl s, then per claim its attempt and worker. Returns per claim
+# 1 when claimed, 0 when another delivery holds this attempt, "cancelled" when the job
+# was cancelled, or the holder's id prefixed with "dead:" when it holds the same attempt
+# but sends no more heartbeats. Each claim is decided atomically, as if alone: several
+# ride in one call only to share a round trip (see RedisClaims.claim).
 _CLAIM_SCRIPT = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return 'cancelled' end
-local current = redis.call('GET', KEYS[1])
-local attempt = tonumber(ARGV[1])
-if current then
-  local sep = string.find(current, '|', 1, true)
-  local held = tonumber(string.sub(current, 1, sep - 1))
-  local holder = string.sub(current, sep + 1)
-  if held > attempt then return 0 end
-  if held == attempt then
-    if holder == 'free' then
-      redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
-      return 1
+local now, dead_after, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local results = {}
+for i = 1, (#ARGV - 3) / 2 do
+  local key, mark = KEYS[2 * i], KEYS[2 * i + 1]
+  local attempt_text, worker = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local attempt = tonumber(attempt_text)
+  local result = 1
+  if redis.call('EXISTS', mark) == 1 then
+    result = 'cancelled'
+  else
+    local current = redis.call('GET', key)
+    if current then
+      local sep = string.find(current, '|', 1, true)
+      local held = tonumber(string.sub(current, 1, sep - 1))
+      local holder = string.sub(current, sep + 1)
+      if held > attempt then
+        result = 0
+      elseif held == attempt and holder ~= 'free' then
+        if holder == worker then
+          result = 0
+        else
+          local beat = redis.call('ZSCORE', KEYS[1], holder)
+          if beat and now - tonumber(beat) < dead_after then result = 0 else result = 'dead:' .. holder end
+        end
+      end
     end
-    if holder == ARGV[2] then return 0 end
-    local beat = redis.call('ZSCORE', KEYS[2], holder)
-    if beat and tonumber(ARGV[3]) - tonumber(beat) < tonumber(ARGV[4]) then return 0 end
-    return 'dead:' .. holder
+    if result == 1 then redis.call('SET', key, attempt_text .. '|' .. worker, 'EX', ttl) end
   end
+  results[i] = result
 end
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
-return 1
+return results
 """
 
 # KEYS: claim key, crash counter. ARGV: expected value, new value, ttl s.
@@ -107,6 +122,23 @@ def job_key(job_id: str, generation: int) -> str:
     return f"{job_id}:{generation}"
 
 
+class ClaimInterrupted(Exception):
+    """The round trip that carried this claim was interrupted in the thread sending it."""
+
+
+class _ClaimBatch:
+    """Claims of several worker threads that go out in one round trip."""
+
+    __slots__ = ("done", "error", "requests", "results", "turn")
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, int, str]] = []
+        self.results: list[bool | str] | None = None
+        self.error: Exception | None = None
+        self.turn = threading.Event()  # the round trip before it is back: its first thread sends it
+        self.done = threading.Event()  # its results are in
+
+
 class RedisClaims:
     def __init__(self, broker: Any, ttl_seconds: int, dead_after_seconds: float) -> None:
         self.client = broker.client
@@ -120,17 +152,69 @@ class RedisClaims:
         self._take_over = self.client.register_script(_TAKEOVER_SCRIPT)
         self._release = self.client.register_script(_RELEASE_SCRIPT)
         self._cancel = self.client.register_script(_CANCEL_SCRIPT)
+        self._gather = threading.Lock()
+        self._busy = False  # a batch of claims is on the wire
+        self._next: _ClaimBatch | None = None  # the claims that wait for it
 
     def claim(self, job_key: str, attempt: int, worker: str) -> bool | str:
         """True when this delivery may run; "dead:<worker>" when the holder is dead;
-        "cancelled" when the job was cancelled (one round trip either way)."""
-        result = self._claim(
-            keys=[self.prefix + job_key, self.heartbeats, self.cancel_prefix + job_key],
-            args=[attempt, worker, int(time.time() * 1000), self.dead_after_ms, self.ttl],
-        )
-        if isinstance(result, bytes):
-            return result.decode()
-        return bool(result)
+        "cancelled" when the job was cancelled.
+
+        The worker threads of a process share round trips (a group commit, as the batch
+        writer does for the database): a claim asked for while another one is on the
+        wire waits for that round trip to end and goes out with every claim asked for
+        meanwhile, in one script call. Each is still decided atomically, before its own
+        job starts; a lone claim goes out at once."""
+        with self._gather:
+            if not self._busy:
+                self._busy = True
+                batch, index, queued = _ClaimBatch(), 0, False
+                batch.requests.append((job_key, attempt, worker))
+            else:
+                if self._next is None:
+                    self._next = _ClaimBatch()
+                batch, index, queued = self._next, len(self._next.requests), True
+                batch.requests.append((job_key, attempt, worker))
+        if index == 0:  # this thread sends the batch: at once, or when the one on the wire is back
+            if queued:
+                batch.turn.wait()
+            self._send(batch)
+        else:
+            batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        return batch.results[index]
+
+    def _send(self, batch: _ClaimBatch) -> None:
+        try:
+            batch.results = self.claim_all(batch.requests)
+        except Exception as exc:  # noqa: BLE001 - raised in every thread of the batch
+            batch.error = exc
+        except BaseException:  # interrupted (time limit, shutdown): the others retry their attempts
+            batch.error = ClaimInterrupted("The round trip of this claim was interrupted.")
+            raise
+        finally:
+            batch.done.set()
+            with self._gather:
+                following, self._next = self._next, None
+                if following is None:
+                    self._busy = False
+            if following is not None:
+                following.turn.set()
+
+    def claim_all(self, requests: list[tuple[str, int, str]]) -> list[bool | str]:
+        """Claim several deliveries in one round trip (each as `claim` would)."""
+        keys = [self.heartbeats]
+        args: list[Any] = [int(time.time() * 1000), self.dead_after_ms, self.ttl]
+        for key, attempt, worker in requests:
+            keys += (self.prefix + key, self.cancel_prefix + key)
+            args += (attempt, worker)
+        try:
+            # EVALSHA itself: redis-py's Script call costs more than the command here.
+            raw = self.client.execute_command("EVALSHA", self._claim.sha, len(keys), *keys, *args)
+        except NoScriptError:  # Redis restarted or flushed its scripts: this call loads it again
+            raw = self._claim(keys=keys, args=args)
+        return [item.decode() if isinstance(item, bytes) else bool(item) for item in raw]
 
     def take_over(self, job_key: str, attempt: int, dead_worker: str, worker: str) -> int:
         """Take a dead worker's claim; returns how many workers this job has killed (0: lost the race)."""

@@ -14,12 +14,16 @@ import uuid
 from typing import Any
 
 import dramatiq
+from django.conf import settings
+from django.utils import timezone
 from dramatiq.middleware import Middleware, SkipMessage
 from dramatiq.middleware import Retries as DramatiqRetries
 from dramatiq.middleware import TimeLimit as DramatiqTimeLimit
 
 from config import logging as buzzer_logging
+from jobs.claims import CANCELLED, job_key
 from jobs.effects import set_current_job
+from jobs.writer import Finished, Started
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +42,6 @@ class Retries(DramatiqRetries):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        from django.conf import settings
-
         kwargs.setdefault("max_retries", settings.BUZZER_MAX_RETRIES)
         kwargs.setdefault("min_backoff", settings.BUZZER_MIN_BACKOFF_MS)
         kwargs.setdefault("max_backoff", settings.BUZZER_MAX_BACKOFF_MS)
@@ -57,8 +59,6 @@ class Retries(DramatiqRetries):
         super().after_process_message(broker, message, result=result, exception=exception)
 
     def _wait(self, broker: dramatiq.Broker, message: Any, exception: BaseException) -> bool:
-        from django.conf import settings
-
         from jobs.claims import claims_for, release_later
         from jobs.effects import EffectInProgress
         from jobs.infra import is_database_unavailable
@@ -94,8 +94,6 @@ class Retries(DramatiqRetries):
 
 class TimeLimit(DramatiqTimeLimit):
     def __init__(self, **kwargs: Any) -> None:
-        from django.conf import settings
-
         kwargs.setdefault("time_limit", settings.BUZZER_TIME_LIMIT_MS)
         super().__init__(**kwargs)
 
@@ -153,8 +151,6 @@ class JobTracking(Middleware):
         if self._writer is None:
             with self._lock:
                 if self._writer is None:
-                    from django.conf import settings
-
                     from jobs.claims import Heartbeat, claims_for
                     from jobs.stats import recorder_for
                     from jobs.writer import JobWriter
@@ -190,16 +186,11 @@ class JobTracking(Middleware):
             signal.signal(signum, on_stop)
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        from django.conf import settings
-        from django.utils import timezone
-
-        from jobs.claims import CANCELLED, job_key
-        from jobs.writer import Finished, Started
-
-        if self._stopping.is_set() and "redis_message_id" in message.options and hasattr(broker, "client"):
+        options = message.options
+        if self._stopping.is_set() and "redis_message_id" in options and hasattr(broker, "client"):
             # Stopping: hand it back to its queue for another worker (the ack that follows
             # the skip then finds it no longer fetched here and leaves it queued).
-            broker.do_requeue(message.queue_name, message.options["redis_message_id"])
+            broker.do_requeue(message.queue_name, options["redis_message_id"])
             raise SkipMessage("the worker is stopping: handed back to the queue")
         try:
             job_id = uuid.UUID(message.message_id)
@@ -207,9 +198,11 @@ class JobTracking(Middleware):
             logger.warning("Message %s has no job id; running it untracked", message.message_id)
             return
         writer, claims = self._tools(broker)
-        attempt = message.options.get("retries", 0) + 1
+        attempt = options.get("retries", 0) + 1
         worker = getattr(broker, "broker_id", "") or f"stub-{id(broker)}"
-        key = job_key(str(job_id), message.options.get("buzzer_generation", 0))
+        generation = options.get("buzzer_generation", 0)
+        job_text = str(job_id)
+        key = job_key(job_text, generation)
         outcome = claims.claim(key, attempt, worker)
         if outcome == CANCELLED:
             logger.info("Job %s was cancelled: this delivery is skipped", job_id)
@@ -222,7 +215,7 @@ class JobTracking(Middleware):
                     actor_name=message.actor_name,
                     queue_name=message.queue_name.removesuffix(".DQ"),
                     worker=worker,
-                    generation=message.options.get("buzzer_generation", 0),
+                    generation=generation,
                 )
             )
             raise SkipMessage(f"job {job_id} was cancelled")
@@ -250,33 +243,31 @@ class JobTracking(Middleware):
             _record_action(job_id, "recover", f"Worker {dead_worker} died during attempt {attempt}; run again.")
             message._buzzer_suspect = key
         message._buzzer_attempt = attempt
-        message._buzzer_started = timezone.now()
-        context = {"job_id": str(job_id), "actor": message.actor_name, "attempt": attempt, "queue": message.queue_name}
-        request_id = message.options.get("buzzer_request_id")
+        message._buzzer_job_id = job_id
+        message._buzzer_started = started = timezone.now()
+        actor_name, queue_name = message.actor_name, message.queue_name
+        request_id = options.get("buzzer_request_id")
         if request_id:
-            context["request_id"] = request_id
+            buzzer_logging.bind_job(
+                job_id=job_text, actor=actor_name, attempt=attempt, queue=queue_name, request_id=request_id
+            )
         else:
-            buzzer_logging.unbind("request_id")
-        buzzer_logging.bind(**context)
-        set_current_job(job_id, message.options.get("buzzer_generation", 0))
+            buzzer_logging.bind_job(job_id=job_text, actor=actor_name, attempt=attempt, queue=queue_name)
+        set_current_job(job_id, generation)
         writer.started(
             Started(
                 job_id=job_id,
                 attempt=attempt,
                 worker=worker,
-                at=message._buzzer_started,
-                actor_name=message.actor_name,
-                queue_name=message.queue_name.removesuffix(".DQ"),
+                at=started,
+                actor_name=actor_name,
+                queue_name=queue_name.removesuffix(".DQ"),
                 args=list(message.args),
                 kwargs=dict(message.kwargs),
             )
         )
 
     def _dead(self, message: Any, job_id: uuid.UUID, attempt: int, worker: str, error: str) -> None:
-        from django.utils import timezone
-
-        from jobs.writer import Finished
-
         message.fail()  # the consumer then puts it in Dramatiq's dead-letter set
         message._buzzer_recorded = True
         self._writer.finished(
@@ -302,10 +293,7 @@ class JobTracking(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        from django.utils import timezone
-
         from jobs.cancellation import Cancelled
-        from jobs.writer import Finished
 
         self._isolation.release()
         suspect = getattr(message, "_buzzer_suspect", None)
@@ -321,36 +309,44 @@ class JobTracking(Middleware):
         if attempt is None:
             return
         set_current_job(None)
-        self._log_outcome(message, exception)
+        now = timezone.now()
+        waiting = getattr(message, "_buzzer_waiting", None)
+        if exception is None and not message.failed:
+            outcome = "succeeded"
+        elif isinstance(exception, Cancelled):
+            outcome = "cancelled"
+        elif waiting is not None:  # sent again as the same attempt (Retries): not a failed attempt
+            outcome = "waits"
+        else:
+            # Retries (whose hook ran just before this one) has decided: failed means no more tries.
+            outcome = "dead" if message.failed else "failed"
+        self._log_outcome(message, outcome, now)
         writer, _ = self._tools(broker)
+        options = message.options
         common = {
             "actor_name": message.actor_name,
             "queue_name": message.queue_name.removesuffix(".DQ"),
             "worker": getattr(broker, "broker_id", ""),
             "started_at": message._buzzer_started,
-            "enqueued_ms": int(message.options.get("buzzer_ready_ms") or message.message_timestamp),  # jobs.waits
+            "enqueued_ms": int(options.get("buzzer_ready_ms") or message.message_timestamp),  # jobs.waits
         }
-        job_id = uuid.UUID(message.message_id)
-        if exception is None and not message.failed:
-            writer.finished(Finished(job_id, attempt, "succeeded", timezone.now(), **common))
+        job_id = message._buzzer_job_id
+        if outcome == "succeeded":
+            writer.finished(Finished(job_id, attempt, "succeeded", now, **common))
             return
-        if isinstance(exception, Cancelled):
-            generation = message.options.get("buzzer_generation", 0)
-            writer.finished(Finished(job_id, attempt, "cancelled", timezone.now(), generation=generation, **common))
+        generation = options.get("buzzer_generation", 0)
+        if outcome == "cancelled":
+            writer.finished(Finished(job_id, attempt, "cancelled", now, generation=generation, **common))
             return
-        waiting = getattr(message, "_buzzer_waiting", None)
-        if waiting is not None:  # sent again as the same attempt (Retries): not a failed attempt
+        if outcome == "waits":
             error, tb = waiting
             writer.finished(
-                Finished(
-                    job_id, attempt, "retrying", timezone.now(), error=error, traceback=tb, counted=False, **common
-                )
+                Finished(job_id, attempt, "retrying", now, error=error, traceback=tb, counted=False, **common)
             )
             return
         error, tb = describe(exception) if exception else ("The message failed.", "")
-        # Retries (whose hook ran just before this one) has decided: failed means no more tries.
-        if message.failed:
-            status, rid = "dead", message.options.get("redis_message_id", "")
+        if outcome == "dead":
+            status, rid = "dead", options.get("redis_message_id", "")
         else:
             status, rid = "retrying", ""
         writer.finished(
@@ -358,32 +354,22 @@ class JobTracking(Middleware):
                 job_id,
                 attempt,
                 status,
-                timezone.now(),
+                now,
                 error=error,
                 traceback=tb,
                 broker_message_id=rid,
-                generation=message.options.get("buzzer_generation", 0),
+                generation=generation,
                 **common,
             )
         )
 
     @staticmethod
-    def _log_outcome(message: Any, exception: BaseException | None) -> None:
+    def _log_outcome(message: Any, outcome: str, now: Any) -> None:
         """One line per finished attempt, with the ids bound at its start; then unbind."""
-        from django.utils import timezone
-
-        duration_ms = round((timezone.now() - message._buzzer_started).total_seconds() * 1000, 1)
-        from jobs.cancellation import Cancelled
-
-        if exception is None and not message.failed:
-            outcome = "succeeded"
-        elif isinstance(exception, Cancelled):
-            outcome = "cancelled"
-        elif getattr(message, "_buzzer_waiting", None) is not None:
-            outcome = "waits"
-        else:
-            outcome = "dead" if message.failed else "failed"
         try:
+            if outcome == "succeeded" and not logger.isEnabledFor(logging.INFO):
+                return
+            duration_ms = round((now - message._buzzer_started).total_seconds() * 1000, 1)
             (logger.info if outcome == "succeeded" else logger.warning)(
                 "Job %s %s in %.1f ms",
                 message.message_id,
@@ -392,7 +378,7 @@ class JobTracking(Middleware):
                 extra={"outcome": outcome, "duration_ms": duration_ms},
             )
         finally:
-            buzzer_logging.unbind("job_id", "actor", "attempt", "queue", "request_id")
+            buzzer_logging.unbind_job()
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._isolation.release()
