@@ -250,7 +250,9 @@ def test_a_worker_records_each_attempts_wait_from_its_send_or_its_retry_eta(real
     monkeypatch.setattr(
         services,
         "build_message",
-        lambda job: dataclasses.replace(build_message(job), message_timestamp=int(time.time() * 1000) - 3000),
+        lambda job, **options: dataclasses.replace(
+            build_message(job, **options), message_timestamp=int(time.time() * 1000) - 3000
+        ),
     )
     job = jobs.enqueue(fails_once, "x")  # sent on commit, stamped as if 3 s ago
     worker = dramatiq.Worker(real_broker, worker_timeout=50, worker_threads=1)
