@@ -34,6 +34,15 @@ def files_under(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
+@pytest.fixture(autouse=True)
+def _own_temp_dir(tmp_path, monkeypatch):
+    """Reports write their CSV under the temp directory first: one of this test's own,
+    so that a report another test process writes meanwhile is not counted as left over."""
+    own = tmp_path / "tmp"
+    own.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(own))
+
+
 def leftover_temp_files() -> set[str]:
     return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("report-")}
 
