@@ -41,11 +41,33 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def bench_redis_url(args: argparse.Namespace) -> str:
+def bench_redis_url(args: argparse.Namespace, database: int = 14) -> str:
+    """--redis-url, else REDIS_URL's server with a database of the benchmark's own."""
     if args.redis_url:
         return args.redis_url
     parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    return urlunsplit(parts._replace(path="/14"))
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def web_environment(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark's gunicorn and workers: production settings (DEBUG
+    off) on the benchmark's own database and Redis database, mail kept in memory."""
+    return dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        BUZZER_TESTING="0",
+        BUZZER_BROKER="redis",
+        BUZZER_ENV_FILE="/nonexistent/.env",
+        DEBUG="0",
+        SECRET_KEY="benchmark-only-secret-key-" + "x" * 30,
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="false",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        LOG_LEVEL="WARNING",
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+        **extra,
+    )
 
 
 def prepare_database(url: str) -> None:

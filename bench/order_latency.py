@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.jobs_throughput import bench_redis_url, prepare_database  # noqa: E402
+from bench.jobs_throughput import bench_redis_url, prepare_database, web_environment  # noqa: E402
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -40,21 +40,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default=None)
     args = parser.parse_args()
     prepare_database(args.database_url)
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="config.settings",
-        BUZZER_TESTING="0",
-        BUZZER_BROKER="redis",
-        BUZZER_ENV_FILE="/nonexistent/.env",
-        DEBUG="0",
-        SECRET_KEY="benchmark-only-secret-key-" + "x" * 30,
-        ALLOWED_HOSTS="127.0.0.1",
-        SECURE_SSL_REDIRECT="false",
-        DATABASE_URL=args.database_url,
-        REDIS_URL=bench_redis_url(args),
-        LOG_LEVEL="WARNING",
-        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
-    )
+    env = web_environment(args.database_url, bench_redis_url(args))
     # The per-key limit is checked (its cost is part of the request) but never binds.
     env.setdefault("BUZZER_RATELIMIT_API_ORDERS", "1000000/m")
     os.environ.update(env)

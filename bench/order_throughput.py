@@ -35,12 +35,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.jobs_throughput import prepare_database  # noqa: E402
+from bench.jobs_throughput import bench_redis_url, prepare_database, web_environment  # noqa: E402
 
 WRK = "/usr/bin/wrk"
 SKU = "STK-001"
@@ -100,13 +99,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def redis_url(args: argparse.Namespace) -> str:
-    if args.redis_url:
-        return args.redis_url
-    parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    return urlunsplit(parts._replace(path="/9"))
-
-
 def ensure_wrk() -> None:
     if os.access(WRK, os.X_OK):
         return
@@ -119,20 +111,9 @@ def ensure_wrk() -> None:
 
 
 def environment(args: argparse.Namespace) -> dict[str, str]:
-    return dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="config.settings",
-        BUZZER_TESTING="0",
-        BUZZER_BROKER="redis",
-        BUZZER_ENV_FILE="/nonexistent/.env",
-        DEBUG="0",
-        SECRET_KEY="benchmark-only-secret-key-" + "x" * 30,
-        ALLOWED_HOSTS="127.0.0.1",
-        SECURE_SSL_REDIRECT="false",
-        DATABASE_URL=args.database_url,
-        REDIS_URL=redis_url(args),
-        LOG_LEVEL="WARNING",
-        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+    return web_environment(
+        args.database_url,
+        bench_redis_url(args, database=9),
         # The per-key limit is checked (its cost is part of every request) but never binds.
         BUZZER_RATELIMIT_API_ORDERS="100000000/m",
         PYTHONPATH=str(ROOT),
