@@ -20,7 +20,9 @@ __all__ = [
     "cancel",
     "cancel_requested",
     "checkpoint",
+    "email_accepted",
     "enqueue",
+    "message_id",
     "on_cancel",
     "on_dead",
     "on_discard",
@@ -51,10 +53,22 @@ def send_without_outbox(*args: Any, **kwargs: Any) -> bool:
     return _send(*args, **kwargs)
 
 
-def once(key: str, *, external: bool = False) -> Any:
+def once(key: str, *, external: bool = False, check: Any = None) -> Any:
     from jobs.effects import once as _once
 
-    return _once(key, external=external)
+    return _once(key, external=external, check=check)
+
+
+def email_accepted(message_id: str) -> bool:
+    from jobs.effects import email_accepted as _accepted
+
+    return _accepted(message_id)
+
+
+def message_id(key: str) -> str:
+    from jobs.effects import message_id as _message_id
+
+    return _message_id(key)
 
 
 def cancel(job_or_id: Any, *, by: Any = None, reason: str = "") -> str | None:

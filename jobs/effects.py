@@ -15,7 +15,12 @@ Two kinds of effects:
   a Redis write (rather than a database commit, which waits for the write lock under
   load), the end of the block is first marked in Redis, and a take-over that finds the
   mark only records the effect as done. What remains — a worker killed between the mail
-  server's answer and that mark — is why emails carry a stable Message-ID.
+  server's answer and that mark, milliseconds that grow with the threads waiting for
+  the GIL — is an effect whose outcome is unknown. `check`, when given, settles it: a
+  take-over asks it (did the mail server accept this Message-ID? did the receiver
+  record this event id?) and a True answer records the effect as done instead of doing
+  it again. Without a check (plain SMTP cannot answer), the effect is done again, and
+  emails carry a stable Message-ID so that mail systems can drop the copy.
 
   Only one delivery at a time may be inside the block of an external effect: it holds a
   lease in Redis for the effect's key, naming its worker process. Two deliveries of one
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -63,10 +68,11 @@ def current_job_key() -> str | None:
 
 
 @contextmanager
-def once(key: str, *, external: bool = False) -> Iterator[bool]:
+def once(key: str, *, external: bool = False, check: Callable[[], bool] | None = None) -> Iterator[bool]:
     """Yield True the first time `key` is seen (the block should do the effect), False
     once it is done. Keys name the effect and its object, e.g.
-    ``email:order-confirmation:<order id>``."""
+    ``email:order-confirmation:<order id>``. `check` (external effects only) answers
+    whether an effect whose delivery died mid-block happened after all."""
     from jobs.models import Effect
 
     if not external:
@@ -84,7 +90,7 @@ def once(key: str, *, external: bool = False) -> Iterator[bool]:
     if lease is not None:
         lease.acquire()
     try:
-        if not _start(key, lease is not None):
+        if not _start(key, lease is not None, check):
             yield False
             return
         _lend_connection_back()
@@ -202,7 +208,7 @@ def _marked_done(key: str) -> bool:
         return False
 
 
-def _start(key: str, leased: bool = False) -> bool:
+def _start(key: str, leased: bool = False, check: Callable[[], bool] | None = None) -> bool:
     """Record an external effect as started; False when it is already done.
 
     With the lease held (`leased`), no other delivery is inside this effect's block, so
@@ -223,14 +229,35 @@ def _start(key: str, leased: bool = False) -> bool:
             return False
         if leased or (job_id is not None and existing.job_id == job_id):
             # A delivery started it and died or failed on the way. If it got as far as the
-            # mark in Redis, the effect happened: record it. Otherwise take it over.
-            if _marked_done(key):
+            # mark in Redis, or the receiver says it has the effect, it happened: record it.
+            # Otherwise take it over. (A check that raises leaves the row as it is: the
+            # job runs again later and asks again.)
+            if _marked_done(key) or (check is not None and check()):
+                logger.info("Effect %s was found done after its delivery stopped mid-way", key)
                 Effect.objects.filter(pk=existing.pk).update(state=Effect.State.DONE, updated_at=timezone.now())
                 return False
             Effect.objects.filter(pk=existing.pk).update(job_id=job_id, updated_at=timezone.now())
             return True
         raise EffectInProgress(f"{key} is being done by job {existing.job_id}")
     raise EffectInProgress(f"{key} keeps changing hands")
+
+
+def message_id(key: str) -> str:
+    """The Message-ID of the email an effect key sends: the same on every delivery."""
+    import hashlib
+
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@buzzer>"
+
+
+def email_accepted(message_id: str) -> bool:
+    """Whether the configured email backend says it has accepted a message with this
+    Message-ID: a `check` for `once`. A backend over a provider's API can answer, through
+    a method ``accepted(message_id) -> bool``; SMTP cannot, and the answer is False (not
+    known to have happened, so the email is sent again, with the same Message-ID)."""
+    from django.core.mail import get_connection
+
+    probe = getattr(get_connection(), "accepted", None)
+    return bool(probe(message_id)) if callable(probe) else False
 
 
 def happened(key: str) -> bool:

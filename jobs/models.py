@@ -75,6 +75,14 @@ class Job(models.Model):
             models.Index(
                 fields=["status", "error_fingerprint", "finished_at", "queue_name"], name="job_status_fingerprint_idx"
             ),
+            # One error group's jobs in the list (status dead + fingerprint, newest first)
+            # without walking every dead row. Partial: only dead rows are in it, so the
+            # status changes of every other job never touch it.
+            models.Index(
+                fields=["error_fingerprint", "-created_at"],
+                name="job_dead_fingerprint_idx",
+                condition=models.Q(status="dead"),
+            ),
         ]
         permissions = [
             ("retry_job", "Can retry dead jobs"),

@@ -96,7 +96,9 @@ def email_report(report: Report) -> bool:
     """Send a finished scheduled report to its recipients, once."""
     if not report.recipients or report.status != Report.Status.SUCCEEDED:
         return False
-    with jobs.once(f"email:report:{report.pk}", external=True) as first:
+    key = f"email:report:{report.pk}"
+    message_id = jobs.message_id(key)
+    with jobs.once(key, external=True, check=lambda: jobs.email_accepted(message_id)) as first:
         if not first:
             return False
         name = report.file.name.rsplit("/", 1)[-1]
@@ -104,7 +106,9 @@ def email_report(report: Report) -> bool:
             f"The {report.kind} report of schedule {report.schedule.split('@')[0]} is ready: {report.row_count} rows.",
             "",
         ]
-        message = EmailMessage(subject=f"Buzzer report: {name}", to=report.recipients)
+        message = EmailMessage(
+            subject=f"Buzzer report: {name}", to=report.recipients, headers={"Message-ID": message_id}
+        )
         if report.file_size is not None and report.file_size <= settings.BUZZER_REPORT_ATTACH_MAX_BYTES:
             with report.file.storage.open(report.file.name, "rb") as handle:
                 message.attach(name, handle.read(), "text/csv")

@@ -145,3 +145,102 @@ def test_a_lease_left_by_a_dead_worker_is_taken_over_and_the_done_mark_respected
         set_current_job(None)
     assert Effect.objects.get(key="email:x:5").state == "done"
     assert not broker.client.exists(lease_key)
+
+
+class _Receiver:
+    """A receiver that can say whether it has an effect (a provider's API would)."""
+
+    def __init__(self, has: bool | None) -> None:
+        self.has = has
+        self.asked = 0
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        if self.has is None:
+            raise ConnectionError("the provider's API did not answer")
+        return self.has
+
+
+def _left_started_by_a_dead_delivery(key: str) -> None:
+    import uuid
+
+    from jobs.effects import set_current_job
+
+    job_id = uuid.uuid4()
+    Effect.objects.create(key=key, state="started", job_id=job_id)
+    set_current_job(job_id)
+
+
+def test_a_check_that_finds_the_effect_done_records_it_instead_of_doing_it_again():
+    from jobs.effects import set_current_job
+
+    _left_started_by_a_dead_delivery("email:x:6")
+    receiver = _Receiver(has=True)
+    try:
+        with jobs.once("email:x:6", external=True, check=receiver) as first:
+            assert first is False
+    finally:
+        set_current_job(None)
+    assert receiver.asked == 1
+    assert Effect.objects.get(key="email:x:6").state == "done"
+
+
+def test_a_check_that_does_not_find_the_effect_lets_the_delivery_do_it():
+    from jobs.effects import set_current_job
+
+    _left_started_by_a_dead_delivery("email:x:7")
+    receiver = _Receiver(has=False)
+    try:
+        with jobs.once("email:x:7", external=True, check=receiver) as first:
+            assert first is True
+    finally:
+        set_current_job(None)
+    assert receiver.asked == 1
+    assert Effect.objects.get(key="email:x:7").state == "done"
+
+
+def test_a_check_that_fails_leaves_the_effect_unknown_for_a_later_delivery():
+    from jobs.effects import set_current_job
+
+    _left_started_by_a_dead_delivery("email:x:8")
+    try:
+        with pytest.raises(ConnectionError), jobs.once("email:x:8", external=True, check=_Receiver(has=None)):
+            pytest.fail("must not run while the outcome is unknown")
+    finally:
+        set_current_job(None)
+    assert Effect.objects.get(key="email:x:8").state == "started"
+
+
+def test_the_check_is_not_asked_on_a_first_delivery_or_once_done():
+    receiver = _Receiver(has=True)
+    with jobs.once("email:x:9", external=True, check=receiver) as first:
+        assert first is True
+    with jobs.once("email:x:9", external=True, check=receiver) as again:
+        assert again is False
+    assert receiver.asked == 0
+
+
+class AnsweringBackend:
+    """An email backend over an API that can look a message up by its Message-ID."""
+
+    accepted_ids: set[str] = set()
+
+    def __init__(self, **kwargs: object) -> None:
+        pass
+
+    def accepted(self, message_id: str) -> bool:
+        return message_id in self.accepted_ids
+
+
+def test_email_accepted_asks_a_backend_that_can_answer_and_is_false_for_one_that_cannot(settings):
+    message_id = jobs.message_id("email:order-confirmation:42")
+    assert message_id == jobs.message_id("email:order-confirmation:42")  # stable across deliveries
+    assert message_id != jobs.message_id("email:order-confirmation:43")
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    assert jobs.email_accepted(message_id) is False  # SMTP cannot tell: send again
+
+    settings.EMAIL_BACKEND = f"{__name__}.AnsweringBackend"
+    AnsweringBackend.accepted_ids = {message_id}
+    assert jobs.email_accepted(message_id) is True
+    assert jobs.email_accepted(jobs.message_id("email:order-confirmation:43")) is False

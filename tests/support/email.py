@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.mail.backends.base import BaseEmailBackend
 
 SENT_KEY = "test:emails"
+ACCEPTED_KEY = "test:emails:accepted"
 FAIL_KEY = "test:email-failures"
 DELAY_KEY = "test:email-delay-once"
 EVERY_DELAY_KEY = "test:email-delay-every"
@@ -44,20 +45,28 @@ class RedisLedgerBackend(BaseEmailBackend):
         if r.decr(FAIL_KEY) >= 0:
             raise smtplib.SMTPServerDisconnected("injected failure")
         for message in email_messages:
-            r.rpush(
-                SENT_KEY,
-                json.dumps(
-                    {
-                        "to": message.to,
-                        "subject": message.subject,
-                        "id": message.extra_headers.get("Message-ID"),
-                        "pid": os.getpid(),
-                        "started": started,
-                        "finished": time.time(),
-                    }
-                ),
-            )
+            message_id = message.extra_headers.get("Message-ID")
+            entry = {
+                "to": message.to,
+                "subject": message.subject,
+                "id": message_id,
+                "pid": os.getpid(),
+                "started": started,
+                "finished": time.time(),
+            }
+            # Accepted and findable by its Message-ID at once, as in a provider's API.
+            with r.pipeline(transaction=True) as pipe:
+                pipe.rpush(SENT_KEY, json.dumps(entry))
+                if message_id:
+                    pipe.sadd(ACCEPTED_KEY, message_id)
+                pipe.execute()
         return len(email_messages)
+
+    def accepted(self, message_id: str) -> bool:
+        """Has a message with this Message-ID been accepted? (`jobs.email_accepted`)"""
+        answered = bool(client().sismember(ACCEPTED_KEY, message_id))
+        client().incr(f"{ACCEPTED_KEY}:asked")
+        return answered
 
 
 def sent() -> list[dict[str, Any]]:
@@ -83,7 +92,15 @@ def confirmation_id(order_id: object) -> str:
 
 
 def reset() -> None:
-    client().delete(SENT_KEY, FAIL_KEY, DELAY_KEY, EVERY_DELAY_KEY, KILL_KEY, f"{KILL_KEY}:deaths")
+    client().delete(
+        SENT_KEY, ACCEPTED_KEY, f"{ACCEPTED_KEY}:asked", FAIL_KEY, DELAY_KEY, EVERY_DELAY_KEY, KILL_KEY,
+        f"{KILL_KEY}:deaths",
+    )  # fmt: skip
+
+
+def times_asked() -> int:
+    """How often a take-over asked whether an email was accepted (its outcome unknown)."""
+    return int(client().get(f"{ACCEPTED_KEY}:asked") or 0)
 
 
 def kill_workers_on_send(on: bool = True, to: str = "") -> None:
