@@ -11,12 +11,14 @@ appended, created and dropped by the bench, never the `make run` one), migrates 
 loads the jobs fast (executemany / COPY, through the search triggers or index; then
 VACUUM ANALYZE on PostgreSQL, as autovacuum would): three jobs per
 order, 1% dead (half of their errors carrying ids, e-mail addresses or numbers), the
-rest mostly succeeded, with e-mail addresses and SKUs among the arguments. Then, in a
-fresh process per size with DEBUG off, it times every page of the console with Django's
-test Client logged in as a superuser (job list, each list filter, each kind of search,
-dead letters, the queue dashboard, a job's page): one warm-up request, then the median
-of --rounds. It prints both sizes side by side with the ratio. The bar (issue 10): every
-page at the big size in at most 2x its time at 1,000 rows.
+rest mostly succeeded, with e-mail addresses and SKUs among the arguments. Then, with a
+process per size kept running (DEBUG off), it times every page of the console with
+Django's test Client logged in as a superuser (job list, each list filter, each kind of
+search, dead letters, the queue dashboard, a job's page): one warm-up request per page,
+then --rounds requests of each page from each size in turn, interleaved request by
+request so that the machine's drifting load weighs on both alike; each figure is a
+median. It prints both sizes side by side with the ratio. The bar (issue 10): every page
+at the big size in at most 2x its time at 1,000 rows.
 """
 
 from __future__ import annotations
@@ -69,8 +71,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="jobs in the big database")
     parser.add_argument("--small", type=int, default=1_000, help="jobs in the small database")
-    parser.add_argument("--rounds", type=int, default=5, help="timed requests per page (median)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each size, alternating (median)")
+    parser.add_argument("--rounds", type=int, default=15, help="timed requests per page and size (median)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""),
                         help="postgres://…/bench_admin (default: SQLite files under var/bench/)")  # fmt: skip
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="for the dashboard")
@@ -307,7 +308,10 @@ def pages() -> list[tuple[str, str, dict[str, str], str]]:
     ]
 
 
-def time_pages(rounds: int) -> dict[str, Any]:
+def serve() -> None:
+    """Answer the parent's requests, one page view each: a line naming the page in, a line
+    of JSON out ([total ms, SQL ms]). The first line out lists the pages with the rows
+    each shows (after one request that checks the page and warms it up)."""
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
@@ -326,23 +330,23 @@ def time_pages(rounds: int) -> dict[str, Any]:
         user = get_user_model().objects.create_superuser("bench", "bench@example.com", "bench-only-password")
     client = Client()
     client.force_login(user)
-    results: dict[str, Any] = {}
+    views = {label: (path, query) for label, path, query, _ in pages()}
+    shown: dict[str, int] = {}
     for label, path, query, expect in pages():
         response = client.get(path, query)
         body = response.content.decode()
         if response.status_code != 200 or (expect and expect not in body):
             raise SystemExit(f"{label}: {response.status_code}, expected {expect!r} in the page")
-        times, sql_times = [], []
-        for _ in range(rounds):
-            sql_seconds.clear()
-            with connection.execute_wrapper(timed_sql):
-                started = time.perf_counter()
-                client.get(path, query)
-                times.append(time.perf_counter() - started)
-            sql_times.append(sum(sql_seconds))
-        rows = body.count('class="action-checkbox"') or body.count("<tr data-actor=")
-        results[label] = [statistics.median(times) * 1000, statistics.median(sql_times) * 1000, rows]
-    return results
+        shown[label] = body.count('class="action-checkbox"') or body.count("<tr data-actor=")
+    print(json.dumps(shown), flush=True)
+    for line in sys.stdin:
+        path, query = views[line.strip()]
+        sql_seconds.clear()
+        with connection.execute_wrapper(timed_sql):
+            started = time.perf_counter()
+            client.get(path, query)
+            took = time.perf_counter() - started
+        print(json.dumps([took * 1000, sum(sql_seconds) * 1000]), flush=True)
 
 
 def explain() -> None:
@@ -376,7 +380,7 @@ def worker(args: argparse.Namespace) -> None:
     if args.explain:
         explain()
         return
-    print(json.dumps(time_pages(args.rounds)))
+    serve()
 
 
 # --- insert cost ---------------------------------------------------------------------------
@@ -474,23 +478,49 @@ def main() -> None:
         args.worker, args.reuse = args.rows, True
         worker(args)
         return
-    # The sizes alternate, --repeat times, and each page's figure is the median of its
-    # runs: on a shared machine the load drifts, and it should not favour one size.
-    runs: dict[int, list[dict[str, Any]]] = {args.small: [], args.rows: []}
-    for repeat in range(args.repeat):
-        for count in (args.small, args.rows):
-            print(f"{count:,} jobs: {'building and ' if not repeat else ''}timing …", file=sys.stderr)
-            command = [sys.executable, __file__, "--worker", str(count), "--rounds", str(args.rounds)]
-            command += ["--database-url", args.database_url, "--redis-url", args.redis_url]
-            command += ["--reuse"] if args.reuse or repeat else []
-            output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
-            runs[count].append(json.loads(output.stdout.strip().splitlines()[-1]))
+    # One process per size, both kept running; every page is requested from each in
+    # turn, request by request (the first of the pair alternating): the load of a shared
+    # machine drifts, and a drift then weighs on both sizes alike. Each figure is the
+    # median of --rounds requests.
+    servers: dict[int, subprocess.Popen[str]] = {}
+    shown: dict[int, dict[str, int]] = {}
+    for count in (args.small, args.rows):
+        print(f"{count:,} jobs: building or opening …", file=sys.stderr)
+        command = [sys.executable, __file__, "--worker", str(count), "--database-url", args.database_url]
+        command += ["--redis-url", args.redis_url] + (["--reuse"] if args.reuse else [])
+        server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        servers[count] = server
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if not line:
+            raise SystemExit(f"the {count:,}-job server stopped")
+        shown[count] = json.loads(line)
+    timings: dict[int, dict[str, list[list[float]]]] = {count: {} for count in servers}
+    print(f"timing {args.rounds} requests per page and size …", file=sys.stderr)
+    try:
+        for round_ in range(args.rounds):
+            for label in shown[args.small]:
+                order = (args.small, args.rows) if round_ % 2 == 0 else (args.rows, args.small)
+                for count in order:
+                    server = servers[count]
+                    assert server.stdin is not None and server.stdout is not None
+                    server.stdin.write(label + "\n")
+                    server.stdin.flush()
+                    timings[count].setdefault(label, []).append(json.loads(server.stdout.readline()))
+    finally:
+        for server in servers.values():
+            if server.stdin is not None:
+                server.stdin.close()
+            server.wait(30)
     small, big = (
-        {label: [statistics.median(run[label][i] for run in runs[count]) for i in range(3)] for label in runs[count][0]}
+        {
+            label: [statistics.median(t[0] for t in times), statistics.median(t[1] for t in times), shown[count][label]]
+            for label, times in timings[count].items()
+        }
         for count in (args.small, args.rows)
     )
     vendor = "PostgreSQL" if args.database_url else "SQLite"
-    print(f"\n{vendor}, medians of {args.rounds} requests, median of {args.repeat} alternating runs (ms)\n")
+    print(f"\n{vendor}, medians of {args.rounds} requests per page and size, the sizes interleaved (ms)\n")
     print(f"| page | {args.small:,} jobs | {args.rows:,} jobs | ratio | SQL time | rows shown |")
     print("|---|---|---|---|---|---|")
     worst = worst_sql = 0.0

@@ -61,6 +61,9 @@ class BoundedCountPaginator(Paginator):
         # index answers the filter without reading a row (SQLite's indexes hold the
         # rowid, not the id), and PostgreSQL's bitmap scans of a search skip the columns:
         # an error-text count over 1,434 of a million jobs took 3 ms instead of 10.
+        counted = search.index_count(self.object_list, COUNT_CAP + 1)
+        if counted is not None:
+            return counted
         one = RawSQL("1", ())  # a constant: no parameter
         return self.object_list.order_by().annotate(one=one).values("one")[: COUNT_CAP + 1].count()
 

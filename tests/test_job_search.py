@@ -135,3 +135,29 @@ def test_exact_search_reads_no_error_text():
         list(found("someone@example.com"))
     sql = " ".join(q["sql"] for q in queries.captured_queries)
     assert "LIKE" not in sql and "last_error" not in sql.split("WHERE", 1)[-1]
+
+
+def test_an_error_search_alone_is_counted_in_the_index_and_counts_the_same(operator):
+    from jobs.admin import BoundedCountPaginator
+    from jobs.search import index_count
+
+    for n in range(7):
+        job(last_error=f"ConnectionError: inventory service unavailable (try {n})")
+    job(status="dead", last_error="ConnectionError: inventory service unavailable")
+    job(last_error="TimeoutError: analytics collector did not answer")
+    alone = search(Job.objects.all(), "error: inventory unavailable").order_by("-created_at")
+    with_filter = search(Job.objects.filter(status="dead"), "error: inventory unavailable")
+
+    assert BoundedCountPaginator(alone, 100).count == 8
+    assert BoundedCountPaginator(with_filter, 100).count == 1  # another condition: the usual count
+    assert index_count(with_filter, 100) is None
+    if connection.vendor == "sqlite":
+        assert index_count(alone, 100) == 8
+        assert index_count(alone, 5) == 5  # capped like the usual count
+    else:
+        assert index_count(alone, 100) is None
+
+    client = Client()
+    client.force_login(operator)
+    page = client.get("/admin/jobs/job/", {"q": "error: inventory unavailable"}).content.decode()
+    assert "8 jobs" in page
