@@ -66,6 +66,8 @@ class RedisLedgerBackend(BaseEmailBackend):
         """Has a message with this Message-ID been accepted? (`jobs.email_accepted`)"""
         answered = bool(client().sismember(ACCEPTED_KEY, message_id))
         client().incr(f"{ACCEPTED_KEY}:asked")
+        if answered:
+            client().incr(f"{ACCEPTED_KEY}:found")
         return answered
 
 
@@ -93,14 +95,18 @@ def confirmation_id(order_id: object) -> str:
 
 def reset() -> None:
     client().delete(
-        SENT_KEY, ACCEPTED_KEY, f"{ACCEPTED_KEY}:asked", FAIL_KEY, DELAY_KEY, EVERY_DELAY_KEY, KILL_KEY,
-        f"{KILL_KEY}:deaths",
+        SENT_KEY, ACCEPTED_KEY, f"{ACCEPTED_KEY}:asked", f"{ACCEPTED_KEY}:found", FAIL_KEY, DELAY_KEY,
+        EVERY_DELAY_KEY, KILL_KEY, f"{KILL_KEY}:deaths",
     )  # fmt: skip
 
 
-def times_asked() -> int:
-    """How often a take-over asked whether an email was accepted (its outcome unknown)."""
-    return int(client().get(f"{ACCEPTED_KEY}:asked") or 0)
+def times_asked() -> str:
+    """How often a take-over asked whether an email was accepted (its outcome unknown),
+    and how often it had been (it would have gone out twice without asking)."""
+    asked, found = client().mget(f"{ACCEPTED_KEY}:asked", f"{ACCEPTED_KEY}:found")
+    return f"{int(asked or 0)} take-overs asked the mail backend whether their email had been accepted, " + (
+        f"{int(found or 0)} had been (not sent again)"
+    )
 
 
 def kill_workers_on_send(on: bool = True, to: str = "") -> None:
