@@ -255,10 +255,13 @@ DRAMATIQ_BROKER = {
         "jobs.waits.ReadyTime",
     ],
 }
-# Off only to measure bare Dramatiq in bench/jobs_throughput.py.
+# Off only to measure bare Dramatiq in bench/jobs_throughput.py: Dramatiq's own Redis
+# broker and consumer, without Buzzer's middleware.
 if not env.bool("BUZZER_JOB_TRACKING", default=True):
     DRAMATIQ_BROKER["MIDDLEWARE"].remove("jobs.middleware.JobTracking")
     DRAMATIQ_BROKER["MIDDLEWARE"].remove("jobs.waits.ReadyTime")
+    if BUZZER_BROKER != "stub":
+        DRAMATIQ_BROKER["BROKER"] = "dramatiq.brokers.redis.RedisBroker"
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
 # Messages are JSON, never pickle: a message from Redis is data, never code to run
 # (django-dramatiq's default, stated here; tests/test_access_control.py holds it).
@@ -286,6 +289,9 @@ BUZZER_SWEEP_INTERVAL_SECONDS = env.float("BUZZER_SWEEP_INTERVAL_SECONDS", defau
 # BUZZER_WORKER_POLL_MS. Together: a delayed job starts well within a second of its time.
 BUZZER_DUE_POLL_SECONDS = env.float("BUZZER_DUE_POLL_SECONDS", default=0.25)
 BUZZER_WORKER_POLL_MS = env.int("BUZZER_WORKER_POLL_MS", default=250)
+# A worker process sends its acknowledgements from a thread of its own, many per round
+# trip, instead of one round trip per message in the worker thread (jobs/broker.py).
+BUZZER_BATCHED_ACKS = env.bool("BUZZER_BATCHED_ACKS", default=True)
 # How long a worker's claim on a job is remembered in Redis: a duplicate delivery within
 # this window is skipped (the effects ledger still guards side effects after it).
 BUZZER_CLAIM_TTL_SECONDS = env.int("BUZZER_CLAIM_TTL_SECONDS", default=86_400)

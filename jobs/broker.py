@@ -17,16 +17,28 @@ to a worker thread. They stay fetched in Redis under this worker, which is alive
 beating, so nothing would ever put them back. The new consumer first puts back every
 message this worker had fetched on its queue. Those a worker thread still holds get a
 second delivery, which the job's claim skips (or which finds its effects done).
+
+Acknowledgements leave the worker threads: Dramatiq's consumer acks each finished message
+with a round trip of its own, in the worker thread, before that thread takes its next
+message. Here a thread per process sends them (`AckSender`), all that have gathered
+while the previous batch was on its way in one pipeline, and a worker thread goes on at
+once. A process that dies with acks unsent leaves those messages fetched under its id:
+they are put back on their queues like the rest of a dead worker's messages, and their
+jobs' claims (or the finished rows) skip them. `BUZZER_BATCHED_ACKS=0` turns it off.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import time
 import uuid
 from typing import Any
 
 import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed, DecodeError
 
 logger = logging.getLogger(__name__)
@@ -54,6 +66,22 @@ class BuzzerConsumer(_RedisConsumer):
             raise ConnectionClosed(error) from None
         if ids:
             logger.warning("Consumer of %s restarted: put back %d fetched messages", self.queue_name, len(ids))
+
+    def ack(self, message: Any) -> None:
+        sender = self.broker.ack_sender()
+        if sender is None:
+            super().ack(message)
+            return
+        # As Dramatiq's ack: on the queue this consumer reads (a delayed message's is the
+        # delay queue), and the message no longer counts against the prefetch.
+        self.queued_message_ids.discard(message.message_id)
+        sender.put(self.queue_name, message.options["redis_message_id"])
+
+    def close(self) -> None:
+        sender = self.broker.ack_sender(create=False)
+        if sender is not None:
+            sender.flush()  # the worker threads have stopped: what they acked goes now
+        super().close()
 
     def __next__(self) -> Any:
         if self._put_back_fetched:
@@ -101,9 +129,104 @@ class BuzzerRedisBroker(RedisBroker):
         super().__init__(**kwargs)
         self.consumers_made: dict[str, int] = {}
 
+        self._acks: AckSender | None = None
+        self._acks_lock = threading.Lock()
+
     @property
     def consumer_class(self) -> type[_RedisConsumer]:
         return BuzzerConsumer
+
+    def ack_sender(self, create: bool = True) -> AckSender | None:
+        """The process's ack sender (None when acks are sent one by one)."""
+        from django.conf import settings
+
+        if self._acks is None and create and settings.BUZZER_BATCHED_ACKS:
+            with self._acks_lock:
+                if self._acks is None:
+                    self._acks = AckSender(self)
+        return self._acks
+
+    def close(self) -> None:
+        if self._acks is not None:
+            self._acks.flush()
+        super().close()
+
+
+# KEYS: the namespace. ARGV: worker id, now ms, then per queue its name, how many
+# message ids follow, and the ids. As Dramatiq's dispatch script names its keys.
+_ACK_SCRIPT = """
+local namespace, worker_id = KEYS[1], ARGV[1]
+redis.call('zadd', namespace .. ':__heartbeats__', ARGV[2], worker_id)
+local i = 3
+while i <= #ARGV do
+  local queue_name, count = ARGV[i], tonumber(ARGV[i + 1])
+  local queue_acks = namespace .. ':__acks__.' .. worker_id .. '.' .. queue_name
+  local queue_messages = namespace .. ':' .. queue_name .. '.msgs'
+  for j = i + 2, i + 1 + count do
+    if redis.call('srem', queue_acks, ARGV[j]) > 0 then redis.call('hdel', queue_messages, ARGV[j]) end
+  end
+  i = i + 2 + count
+end
+return 1
+"""
+
+
+class AckSender:
+    """Sends a worker process's acknowledgements in batches, from a thread of its own:
+    one script call per batch (see the module's text).
+    A batch Redis refuses is tried again, with a growing pause, until it goes through."""
+
+    BATCH_LIMIT = 1000
+
+    def __init__(self, broker: BuzzerRedisBroker) -> None:
+        self.broker = broker
+        self._script = broker.client.register_script(_ACK_SCRIPT)
+        self._queue: queue.SimpleQueue[tuple[str, str] | threading.Event] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="buzzer-acks", daemon=True)
+        self._thread.start()
+
+    def put(self, queue_name: str, redis_message_id: str) -> None:
+        self._queue.put((queue_name, redis_message_id))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every ack put before this call has been sent."""
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.BATCH_LIMIT:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            acks = [item for item in batch if isinstance(item, tuple)]
+            failures = 0
+            while acks:
+                try:
+                    self._send(acks)
+                    break
+                except Exception:  # Redis away: the acks wait for it
+                    failures += 1
+                    logger.warning("Could not send %d acks (try %d)", len(acks), failures, exc_info=failures == 1)
+                    time.sleep(min(5.0, 0.1 * 2**failures))
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
+
+    def _send(self, acks: list[tuple[str, str]]) -> None:
+        """One script call for the whole batch: what Dramatiq's "ack" does for each
+        message (forget it as fetched by this worker, drop its body), and the heartbeat
+        every dispatch call gives."""
+        by_queue: dict[str, list[str]] = {}
+        for queue_name, redis_message_id in acks:
+            by_queue.setdefault(queue_name, []).append(redis_message_id)
+        args: list[Any] = [self.broker.broker_id, current_millis()]
+        for queue_name, ids in by_queue.items():
+            args += (queue_name, len(ids), *ids)
+        self._script(keys=[self.broker.namespace], args=args)
 
 
 def record_undecodable(queue_name: str, redis_id: str, data: bytes, error: Exception) -> None:

@@ -83,3 +83,60 @@ def test_suspects_run_one_at_a_time_in_a_worker_process():
         assert events[start].split()[0] == events[start + 1].split()[0]
         assert events[start].endswith("starts") and events[start + 1].endswith("ends")
     isolation.release()  # releasing without holding it does nothing
+
+
+def test_acks_leave_the_worker_thread_and_go_out_in_batches_as_dramatiq_sends_them(broker, settings):
+    settings.BUZZER_BATCHED_ACKS = True
+    for n in range(5):
+        broker.enqueue(message(n))
+    consumer = broker.consume("default", prefetch=10, timeout=100)
+    fetched = [next(consumer) for _ in range(5)]
+    acks = key(f"__acks__.{broker.broker_id}.default")
+    assert broker.client.scard(acks) == 5
+    broker.client.zrem(key("__heartbeats__"), broker.broker_id)
+
+    for delivered in fetched[:3]:
+        consumer.ack(delivered)  # returns at once: the sender thread sends them
+    assert consumer.outstanding_message_count == 2  # no longer counted against the prefetch
+    assert broker.ack_sender().flush(5)
+
+    remaining = {i.decode() for i in broker.client.smembers(acks)}
+    assert remaining == {m.options["redis_message_id"] for m in fetched[3:]}
+    bodies = broker.client.hkeys(key("default.msgs"))
+    assert {b.decode() for b in bodies} == remaining  # an acked message's body is gone, as with Dramatiq's ack
+    assert broker.client.zscore(key("__heartbeats__"), broker.broker_id) is not None  # and the worker beats
+
+    consumer.ack(fetched[3])
+    consumer.close()  # a closing consumer sends what is waiting
+    assert broker.client.smembers(acks) == {fetched[4].options["redis_message_id"].encode()}
+
+
+def test_acks_wait_for_redis_when_it_is_away_and_go_out_when_it_is_back(broker, settings):
+    settings.BUZZER_BATCHED_ACKS = True
+    broker.enqueue(message(1))
+    consumer = broker.consume("default", prefetch=10, timeout=100)
+    delivered = next(consumer)
+    sender = broker.ack_sender()
+    original = sender._script
+    calls = {"n": 0}
+
+    def flaky(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("Redis went away")
+        return original(**kwargs)
+
+    sender._script = flaky
+    consumer.ack(delivered)
+    assert sender.flush(10)
+    assert calls["n"] == 2
+    assert broker.client.scard(key(f"__acks__.{broker.broker_id}.default")) == 0
+
+
+def test_without_batched_acks_the_consumer_acks_as_dramatiq_does(broker, settings):
+    settings.BUZZER_BATCHED_ACKS = False
+    broker.enqueue(message(1))
+    consumer = broker.consume("default", prefetch=10, timeout=100)
+    consumer.ack(next(consumer))
+    assert broker.ack_sender() is None
+    assert broker.client.scard(key(f"__acks__.{broker.broker_id}.default")) == 0
