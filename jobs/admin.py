@@ -31,11 +31,10 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from jobs import admin_list, cancellation, dlq, recovery, schedules, search
+from jobs import admin_list, cancellation, dlq, recovery, schedules, search, timefmt
 from jobs.models import Effect, Job, JobAction, Schedule
 
 try:  # django-dramatiq's Task admin tracks nothing here: Buzzer's Job does.
@@ -64,8 +63,13 @@ class BoundedCountPaginator(Paginator):
         counted = search.index_count(self.object_list, COUNT_CAP + 1)
         if counted is not None:
             return counted
-        one = RawSQL("1", ())  # a constant: no parameter
-        return self.object_list.order_by().annotate(one=one).values("one")[: COUNT_CAP + 1].count()
+        return capped_count(self.object_list, COUNT_CAP + 1)
+
+
+def capped_count(queryset: QuerySet[Any], limit: int) -> int:
+    """How many rows, counting at most `limit`: a constant selected, no ordering."""
+    one = RawSQL("1", ())  # a constant: no parameter
+    return queryset.order_by().annotate(one=one).values("one")[:limit].count()
 
 
 class ActorFilter(admin.SimpleListFilter):
@@ -208,21 +212,26 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 100
     actions = ["retry_selected", "discard_selected", "cancel_selected", "requeue_selected"]
-    fieldsets = [
-        (None, {"fields": ["id", "status_badge", "actor_name", "queue_name", "owner", "event", "key"]}),
-        ("Message", {"fields": ["arguments", "options_shown"]}),
-        (
-            "Timings",
-            {"fields": ["created_at", "due_at", "enqueued_at", "started_at", "finished_at", "run_time", "worker"]},
-        ),
-        ("Errors", {"fields": ["attempts", "error_shown", "traceback_shown", "attempt_history"]}),
-        ("Operators", {"fields": ["action_history"]}),
-    ]
     readonly_fields = [
-        "id", "status_badge", "actor_name", "queue_name", "owner", "event", "key", "arguments", "options_shown",
-        "created_at", "due_at", "enqueued_at", "started_at", "finished_at", "run_time", "worker", "attempts",
-        "error_shown", "traceback_shown", "attempt_history", "action_history",
+        "id", "status_badge", "outcome", "actor_name", "queue_name", "owner", "event", "key", "arguments",
+        "options_shown", "created_shown", "due_shown", "enqueued_shown", "started_shown", "finished_shown", "waited",
+        "run_time", "worker", "attempts", "error_shown", "traceback_shown", "attempt_history", "action_history",
     ]  # fmt: skip
+
+    def get_fieldsets(self, request: HttpRequest, obj: Job | None = None) -> list[tuple[str | None, dict[str, Any]]]:
+        """The outcome first; the last error leads only while it is the job's state
+        (retrying, dead), else the failed attempts tell it further down."""
+        failing = obj is not None and obj.status in (Job.Status.RETRYING, Job.Status.DEAD) and bool(obj.last_error)
+        outcome = ["status_badge", "outcome", *(["error_shown", "traceback_shown"] if failing else [])]
+        timings = ["created_shown", "due_shown", "enqueued_shown", "started_shown", "finished_shown", "waited"]
+        return [
+            ("Outcome", {"fields": outcome}),
+            (None, {"fields": ["id", "actor_name", "queue_name", "owner", "event", "key"]}),
+            ("Timings", {"fields": [*timings, "run_time", "worker"]}),
+            ("Attempts", {"fields": ["attempts", "attempt_history"]}),
+            ("Message", {"fields": ["arguments", "options_shown"]}),
+            ("Operators", {"fields": ["action_history"]}),
+        ]
 
     # --- permissions ------------------------------------------------------------------
     def has_retry_permission(self, request: HttpRequest) -> bool:
@@ -271,8 +280,8 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             due = timezone.localtime(job.due_at)
             return format_html(
                 '<span class="buzzer-status buzzer-status-scheduled" title="due {}">scheduled · {}</span>',
-                f"{due:%Y-%m-%d %H:%M:%S %Z}",
-                f"in {timesince(timezone.now(), job.due_at)}" if job.due_at > timezone.now() else "due now",
+                timefmt.absolute(due),
+                timefmt.relative_text(job.due_at) if job.due_at > timezone.now() else "due now",
             )
         if job.status == Job.Status.RUNNING and job.options.get("buzzer_cancel_requested"):
             return format_html(
@@ -288,7 +297,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="run time")
     def run_time(self, job: Job) -> str:
-        return "–" if job.duration is None else f"{job.duration:.3f} s"
+        return timefmt.duration(job.duration)
 
     def _owner_cells(self, changelist: Any = None) -> Callable[[Job], str]:
         # reverse() once per model, not per row (jobs.admin_list.change_urls)
@@ -311,6 +320,63 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return self._owner_cells()(job)
 
     # --- detail -------------------------------------------------------------------------
+    @admin.display(description="outcome")
+    def outcome(self, job: Job) -> str:
+        """What happened, in a sentence: the state, the attempt, how long it ran."""
+        failures = job.failed_attempts.count()
+        tried = f"attempt {job.attempts}" + (f" ({failures} failed before)" if failures else "")
+        ran = f", in {timefmt.duration(job.duration)}" if job.duration is not None else ""
+        status = job.status
+        if status == Job.Status.SUCCEEDED:
+            sentence = f"Succeeded on {tried}{ran}."
+        elif status == Job.Status.DEAD:
+            plural = "s" if job.attempts != 1 else ""
+            sentence = f"Dead after {job.attempts} attempt{plural}: it will not run again unless retried."
+        elif status == Job.Status.RETRYING:
+            sentence = f"Failed on attempt {job.attempts}; it runs again after its backoff."
+        elif status == Job.Status.RUNNING:
+            sentence = f"Running ({tried}) on {job.worker or 'a worker'}."
+        elif status == Job.Status.SCHEDULED:
+            sentence = "Waiting for its time."
+        elif status in (Job.Status.PENDING, Job.Status.ENQUEUED):
+            sentence = "Waiting in its queue for a worker."
+        elif status == Job.Status.CANCELLED:
+            sentence = "Cancelled: it did not run to its end."
+        elif status == Job.Status.DISCARDED:
+            sentence = "Discarded by an operator after it died."
+        else:
+            sentence = f"{status.capitalize()}."
+        finished = job.finished_at if status in Job.FINISHED else None
+        if finished is None:
+            return sentence
+        return format_html("{} Finished {}.", sentence, timefmt.ago(finished))
+
+    @admin.display(description="created")
+    def created_shown(self, job: Job) -> str:
+        return timefmt.moment(job.created_at, ms=True)
+
+    @admin.display(description="due")
+    def due_shown(self, job: Job) -> str:
+        return timefmt.moment(job.due_at, ms=True)
+
+    @admin.display(description="enqueued")
+    def enqueued_shown(self, job: Job) -> str:
+        return timefmt.moment(job.enqueued_at, ms=True)
+
+    @admin.display(description="started")
+    def started_shown(self, job: Job) -> str:
+        return timefmt.moment(job.started_at, ms=True)
+
+    @admin.display(description="finished")
+    def finished_shown(self, job: Job) -> str:
+        return timefmt.moment(job.finished_at, ms=True)
+
+    @admin.display(description="waited")
+    def waited(self, job: Job) -> str:
+        """From ready to run (enqueued, or due) to its last attempt's start."""
+        ready = max(filter(None, [job.enqueued_at, job.due_at]), default=None)
+        return timefmt.between(ready, job.started_at)
+
     @admin.display(description="arguments")
     def arguments(self, job: Job) -> str:
         return _pre({"args": job.args, "kwargs": job.kwargs})
@@ -334,15 +400,31 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return "–"
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            '<tr><td>{}</td><td><span class="buzzer-status buzzer-status-{}">{}</span></td><td>{}</td><td>{}</td>'
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (a.number, a.status, a.started_at or "–", a.finished_at, a.worker, _pre(f"{a.error}\n\n{a.traceback}"))
+                (
+                    a.number,
+                    a.status,
+                    "failed" if a.status == Job.Status.RETRYING else a.status,
+                    timefmt.moment(a.started_at, ms=True),
+                    timefmt.between(a.started_at, a.finished_at),
+                    a.worker or "–",
+                    format_html('<pre class="buzzer-pre buzzer-pre-full">{}</pre>', a.error),
+                    format_html(
+                        "<details><summary>traceback</summary>"
+                        '<pre class="buzzer-pre buzzer-pre-full">{}</pre></details>',
+                        a.traceback,
+                    )
+                    if a.traceback
+                    else "–",
+                )
                 for a in attempts
             ),
         )
         return format_html(
-            '<table class="buzzer-table"><tr><th>#</th><th>outcome</th><th>started</th><th>finished</th>'
-            "<th>worker</th><th>error</th></tr>{}</table>",
+            '<table class="buzzer-table"><tr><th>#</th><th>outcome</th><th>started</th><th>ran</th>'
+            "<th>worker</th><th>error</th><th>traceback</th></tr>{}</table>",
             rows,
         )
 
@@ -354,7 +436,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((a.at, a.get_kind_display(), a.user or "system", a.reason) for a in actions),
+            ((timefmt.ago(a.at), a.get_kind_display(), a.user or "system", a.reason) for a in actions),
         )
         return format_html(
             '<table class="buzzer-table"><tr><th>when</th><th>what</th><th>who</th><th>why</th></tr>{}</table>', rows
@@ -627,17 +709,19 @@ def dead_letter_rows(
         )
         if allowed
     ]
+    confirms = {"retry-group": "Retry the {} dead job{} of this group?", "discard-group": ""}
 
     def actions(group: dlq.Group) -> SafeString:
         return SafeString(
             "".join(
                 admin_list.html(
-                    '<form method="post" action="{}">'
+                    '<form method="post" action="{}" data-confirm="{}">'
                     '<input type="hidden" name="csrfmiddlewaretoken" value="{}">'
                     '<input type="hidden" name="fingerprint" value="{}">'
                     '<input type="hidden" name="next" value="{}">'
                     '<button type="submit" class="buzzer-button {}">{}</button></form>',
                     url,
+                    confirms[name].format(f"{group.count:,}", "" if group.count == 1 else "s"),
                     token,
                     group.fingerprint,
                     here,

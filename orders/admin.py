@@ -1,7 +1,9 @@
 from django.contrib import admin
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from jobs import timefmt
 from jobs.services import jobs_for
 from orders.models import ApiKey, DailySales, DemoSwitch, Order, OrderItem, Product
 
@@ -37,7 +39,7 @@ class OrderAdmin(admin.ModelAdmin):
         "card_last4",
         "payment_reference",
         "api_key",
-        "created_at",
+        "created_shown",
         "job_timeline",
     ]
     inlines = [OrderItemInline]
@@ -58,21 +60,33 @@ class OrderAdmin(admin.ModelAdmin):
                     job.status,
                     job.status,
                     job.attempts,
-                    job.enqueued_at or "–",
-                    job.started_at or "–",
-                    "–" if job.duration is None else f"{job.duration:.3f} s",
+                    timefmt.moment(job.enqueued_at, ms=True),
+                    timefmt.moment(job.started_at, ms=True),
+                    timefmt.duration(job.duration),
                     job.last_error or "",
                 )
                 for job in jobs_for(order)
             ),
         )
         return format_html(
-            '<table id="job-timeline"><tr><th>job</th><th>queue</th><th>status</th><th>attempts</th><th>enqueued</th>'
-            "<th>started</th><th>run time</th><th>last error</th></tr>{}</table>",
+            '<table id="job-timeline" class="buzzer-table"><tr><th>job</th><th>queue</th><th>status</th>'
+            "<th>attempts</th><th>enqueued</th><th>started</th><th>run time</th><th>last error</th></tr>{}</table>",
             rows,
         )
 
-    def has_add_permission(self, request) -> bool:
+    @admin.display(description="created")
+    def created_shown(self, order: Order) -> str:
+        return timefmt.moment(order.created_at)
+
+    # An order is a record of a payment: it is read, never edited or deleted here (its
+    # jobs and their audit trail hang on it).
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         return False
 
 

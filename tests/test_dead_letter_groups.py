@@ -114,11 +114,13 @@ TEMPLATE_ROW = """{% for group in groups %}{% with sig=group.signature %}
 </td>
 <td>{{ group.first_seen|default:"–" }}</td>
 <td>{{ group.last_seen|default:"–" }}</td>
-<td>{% if can_retry %}<form method="post" action="{{ retry_group_url }}">{% csrf_token %}
+<td>{% if can_retry %}<form method="post" action="{{ retry_group_url }}"
+data-confirm="Retry the {{ group.count }} dead job{{ group.count|pluralize }} of this group?">{% csrf_token %}
 <input type="hidden" name="fingerprint" value="{{ group.fingerprint }}">
 <input type="hidden" name="next" value="{{ request.get_full_path }}">
 <button type="submit" class="buzzer-button retry-group">Retry {{ group.count }}</button>
-</form>{% endif %}{% if can_discard %}<form method="post" action="{{ discard_group_url }}">{% csrf_token %}
+</form>{% endif %}{% if can_discard %}<form method="post" action="{{ discard_group_url }}"
+data-confirm="">{% csrf_token %}
 <input type="hidden" name="fingerprint" value="{{ group.fingerprint }}">
 <input type="hidden" name="next" value="{{ request.get_full_path }}">
 <button type="submit" class="buzzer-button discard-group">Discard {{ group.count }}…</button>

@@ -305,6 +305,12 @@ def test_order_admin_shows_its_jobs_as_a_timeline(operator, products, api):
     assert 'id="job-timeline"' in page
     for actor in ("send_confirmation_email", "update_inventory", "record_analytics"):
         assert actor in page
+    assert 'class="buzzer-status buzzer-status-' in page and ".buzzer-status-succeeded" in page  # badges, styled
+    assert 'name="_save"' not in page and "/delete/" not in page  # a paid order is read, not edited
+    assert admin_user.has_perm("orders.delete_order")  # even a superuser: the page, not the permission
+    client = logged_in(admin_user)
+    assert client.post(f"/admin/orders/order/{order.id}/delete/", {"post": "yes"}).status_code == 403
+    assert Order.objects.filter(pk=order.pk).exists()
 
 
 def test_admin_index_links_the_console(operator):
@@ -324,7 +330,9 @@ def test_a_delayed_job_shows_scheduled_with_its_due_time_and_can_be_filtered(ope
     assert f'<span title="{other.pk}">' not in page
     assert "scheduled · in 29\xa0minutes" in page or "scheduled · in 30\xa0minutes" in page
     detail = client.get(f"/admin/jobs/job/{delayed.pk}/change/").content.decode()
-    assert "Due at" in detail
+    local = timezone.localtime(delayed.due_at)
+    assert f"{local:%Y-%m-%d %H:%M:%S}.{local.microsecond // 1000:03d}" in detail  # the due time, to the ms
+    assert "Waiting for its time." in detail
 
 
 def test_cancel_button_cancels_a_waiting_job_with_permission_only(operator, viewer):
@@ -362,3 +370,53 @@ def test_cancel_selected_cancels_the_waiting_ones_only(operator):
     )
     assert "Cancelled 3 job(s)" in response.content.decode()
     assert sorted(Job.objects.values_list("status", flat=True)) == ["cancelled"] * 3 + ["succeeded"]
+
+
+def test_retry_all_is_offered_with_its_count_only_where_dead_jobs_match(operator):
+    make_job(status="dead")
+    make_job(status="dead", actor_name="update_inventory")
+    make_job(status="succeeded")
+    client = logged_in(operator)
+
+    everything = client.get("/admin/jobs/job/").content.decode()
+    assert 'id="retry-matching">Retry 2 dead</button>' in everything
+    assert 'data-confirm="Retry 2 dead jobs matching this filter?"' in everything
+    one = client.get("/admin/jobs/job/", {"actor": "update_inventory"}).content.decode()
+    assert 'id="retry-matching">Retry 1 dead</button>' in one
+    assert 'data-confirm="Retry 1 dead job matching this filter?"' in one
+    succeeded = client.get("/admin/jobs/job/", {"status__exact": "succeeded"}).content.decode()
+    assert 'id="retry-matching"' not in succeeded
+
+
+def test_the_job_page_leads_with_the_outcome_and_keeps_failed_attempts_below(operator):
+    started = timezone.now() - timezone.timedelta(seconds=5)
+    job = make_job(
+        status="succeeded",
+        attempts=2,
+        last_error="TimeoutError: relay slow",
+        traceback="Traceback (most recent call last):\n" + "  line\n" * 400 + "TimeoutError: relay slow",
+        enqueued_at=started - timezone.timedelta(milliseconds=12),
+        started_at=started,
+        finished_at=started + timezone.timedelta(milliseconds=8.2),
+    )
+    JobAttempt.objects.create(
+        job=job, number=1, status="retrying", worker="w1", started_at=started - timezone.timedelta(seconds=3),
+        finished_at=started - timezone.timedelta(seconds=2.9), error=job.last_error, traceback=job.traceback,
+    )  # fmt: skip
+
+    page = logged_in(operator).get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+
+    outcome = page.index("Succeeded on attempt 2 (1 failed before), in 8.2\xa0ms.")
+    assert outcome < page.index("Failed attempts")
+    assert "Last error" not in page  # the error is the failed attempt's, below, not the job's outcome
+    assert page.count("TimeoutError: relay slow") >= 2  # the attempt's error and the end of its traceback
+    assert "  line\n" * 400 in page  # the traceback whole
+    local = timezone.localtime(job.started_at)
+    assert f"{local:%Y-%m-%d %H:%M:%S}.{local.microsecond // 1000:03d}" in page
+    assert "12\xa0ms" in page  # waited: from enqueued to started
+
+
+def test_a_dead_job_leads_with_its_error(operator):
+    job = make_job(status="dead", last_error="ValueError: price missing", traceback="Traceback …\nValueError")
+    page = logged_in(operator).get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    assert page.index("Dead after 3 attempts") < page.index("ValueError: price missing") < page.index("Timings")

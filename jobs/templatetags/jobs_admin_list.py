@@ -20,3 +20,20 @@ def job_result_list(cl: Any) -> str:
     if not rows.fast:  # list_editable, a popup, a column of a kind Rows does not render
         return render_to_string("admin/change_list_results.html", django_admin_list.result_list(cl))
     return render_to_string("admin/jobs/change_list_results.html", admin_list.result_list(cl, rows))
+
+
+RETRY_MATCHING_CAP = 1000
+
+
+@register.simple_tag
+def dead_matching(cl: Any) -> str:
+    """How many dead jobs the list's filters and search match ("" for none, "1000+" past
+    the cap): the "Retry all" button is offered only where it can act, with the count.
+    Counted in the status index, at most RETRY_MATCHING_CAP + 1 entries."""
+    from jobs.admin import capped_count
+    from jobs.models import Job
+
+    count = capped_count(cl.queryset.filter(status=Job.Status.DEAD), RETRY_MATCHING_CAP + 1)
+    if not count:
+        return ""
+    return f"{RETRY_MATCHING_CAP:,}+" if count > RETRY_MATCHING_CAP else f"{count:,}"
