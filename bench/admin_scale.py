@@ -297,6 +297,8 @@ def pages() -> list[tuple[str, str, dict[str, str], str]]:
             "this group",
         ),
         ("search job id", "/admin/jobs/job/", {"q": str(middle.pk)}, short(middle)),
+        ("search short id", "/admin/jobs/job/", {"q": str(middle.pk)[:8]}, short(middle)),
+        ("search actor", "/admin/jobs/job/", {"q": "update_inventory"}, ""),
         ("search order id", "/admin/jobs/job/", {"q": middle.object_id}, short(middle)),
         ("search e-mail", "/admin/jobs/job/", {"q": email_job.kwargs["email"]}, short(email_job)),
         ("search SKU", "/admin/jobs/job/", {"q": sku_job.kwargs["sku"]}, ""),

@@ -9,6 +9,8 @@ would make the database read every row):
   to_tsvector('simple', last_error) of the rows that have an error; SQLite: an FTS5 table
   over the job table, kept by triggers);
 - a UUID: that job (its id), and the jobs that carry it as an argument or object id;
+- 8 hex digits (a job's id as the list shows it): the jobs whose id starts with them;
+- an actor's name: that actor's jobs;
 - anything else (an order id, an e-mail address, a SKU, a number): the jobs that carry
   exactly that value, case aside, as their object id or as one of their top-level
   arguments (positional or keyword; strings and numbers of 1-200 characters). SQLite:
@@ -32,12 +34,14 @@ from django.db.models.expressions import RawSQL
 from jobs.models import Job, JobValue
 
 ERROR_PREFIX = "error:"
+SHORT_ID = re.compile(r"[0-9a-fA-F]{8}")
 VALUE_LIMIT = 200  # longer values are not indexed (the triggers skip them)
 NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")  # JSON's number syntax
 HELP_TEXT = (
-    "A job id, an order or object id, or any value among the job's arguments (an e-mail "
-    "address, a SKU): exact, case aside. Words of an error: start with “error:” "
-    "(e.g. error: relay gone); a search with a space in it looks in the errors too."
+    "A job id (whole or its first 8 characters), an actor's name, an order or object id, or "
+    "any value among the job's arguments (an e-mail address, a SKU): exact, case aside. Words "
+    "of an error: start with “error:” (e.g. error: relay gone); a search with a space in it "
+    "looks in the errors too."
 )
 
 
@@ -49,7 +53,27 @@ def search(queryset: QuerySet[Job], term: str) -> QuerySet[Job]:
         return _error_text(queryset, term[len(ERROR_PREFIX) :])
     if any(character.isspace() for character in term):
         return _error_text(queryset, term)
+    if SHORT_ID.fullmatch(term):  # the 8 characters the pages show of a job's id
+        return _short_id(queryset, term.lower())
+    if term in _actor_names():
+        return queryset.filter(actor_name=term)
     return _exact(queryset, term)
+
+
+def _actor_names() -> set[str]:
+    import dramatiq
+
+    return set(dramatiq.get_broker().actors)
+
+
+def _short_id(queryset: QuerySet[Job], prefix: str) -> QuerySet[Job]:
+    """The jobs whose id starts with these 8 hex digits: a range of the primary key (a
+    few rows of a million share them, about one in four billion each), plus any job that
+    carries exactly this value, as an exact search would find it."""
+    low, high = uuid.UUID(prefix + "0" * 24), uuid.UUID(prefix + "f" * 24)
+    by_id = queryset.filter(pk__gte=low, pk__lte=high)
+    carrying = _exact(queryset, prefix)
+    return queryset.filter(pk__in=by_id.order_by().values("pk").union(carrying.order_by().values("pk"), all=True))
 
 
 def _exact(queryset: QuerySet[Job], term: str) -> QuerySet[Job]:

@@ -161,3 +161,20 @@ def test_an_error_search_alone_is_counted_in_the_index_and_counts_the_same(opera
     client.force_login(operator)
     page = client.get("/admin/jobs/job/", {"q": "error: inventory unavailable"}).content.decode()
     assert "8 jobs" in page
+
+
+def test_the_short_id_the_list_shows_finds_the_job():
+    wanted = job()
+    job()
+    short = str(wanted.id)[:8]
+    assert found(short) == {wanted}
+    assert found(short.upper()) == {wanted}
+    carrier = job(kwargs={"code": short})  # an argument with that value is found as well
+    assert found(short) == {wanted, carrier}
+
+
+def test_an_actor_name_finds_that_actors_jobs():
+    email = job()
+    stock = Job.objects.create(actor_name="update_inventory")
+    assert found("update_inventory") == {stock}
+    assert found("send_confirmation_email") == {email}
