@@ -11,7 +11,8 @@ in between it stays as it is, so that it does not flap.
 
 Dead letters growing (`dlq_growing`): the DLQ's count (dead Job rows of the queue) is
 higher in the latest sample than in the one before. It closes once a whole window of
-samples shows no growth.
+samples shows no growth, or as soon as the count is back where it was before it grew
+(the operator retried or discarded those jobs). A queue whose depth is 0 is not rising.
 
 Either needs samples covering the window (the scheduler may have been down): without
 them nothing opens or closes. One open Alert per kind and queue; on opening it is logged
@@ -79,10 +80,10 @@ def dead_letters_growing(samples: list[QueueSample], start: datetime) -> bool | 
     return False
 
 
-def _open(kind: str, queue_name: str, message: str, now: datetime) -> Alert | None:
+def _open(kind: str, queue_name: str, message: str, now: datetime, baseline: int | None = None) -> Alert | None:
     if Alert.objects.filter(kind=kind, queue_name=queue_name, closed_at__isnull=True).exists():
         return None
-    alert = Alert.objects.create(kind=kind, queue_name=queue_name, message=message, opened_at=now)
+    alert = Alert.objects.create(kind=kind, queue_name=queue_name, message=message, opened_at=now, baseline=baseline)
     logger.warning("Alert opened: %s", message)
     return alert
 
@@ -124,6 +125,8 @@ def check_alerts(now: datetime | None = None) -> list[Alert]:
         with_previous = [previous, *samples] if previous else samples
 
         state = rising(samples, start, now)
+        if samples and samples[-1].depth == 0:
+            state = False  # an empty queue is not rising, whatever the window says
         if state:
             message = (
                 f"Queue {queue_name} has been rising for {minutes} minutes: "
@@ -137,9 +140,13 @@ def check_alerts(now: datetime | None = None) -> list[Alert]:
         if state:
             before, after = with_previous[-2].dead, with_previous[-1].dead
             message = f"Dead-letter queue of {queue_name} grew from {before} to {after} jobs."
-            opened.append(_open(DLQ_GROWING, queue_name, message, now))
+            opened.append(_open(DLQ_GROWING, queue_name, message, now, baseline=before))
         elif state is False:
             _close(DLQ_GROWING, queue_name, now)
+        if samples:  # retried or discarded back to where it was before it grew: cleared
+            Alert.objects.filter(
+                kind=DLQ_GROWING, queue_name=queue_name, closed_at__isnull=True, baseline__gte=samples[-1].dead
+            ).update(closed_at=now)
     # A queue taken out of BUZZER_QUEUES is no longer watched: its alerts cannot clear.
     Alert.objects.filter(closed_at__isnull=True, kind__in=(QUEUE_RISING, DLQ_GROWING)).exclude(
         queue_name__in=queues

@@ -238,6 +238,11 @@ class Alert(models.Model):
     opened_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True)
+    # The level the condition rose from (dead letters: the count before they grew): back at
+    # it or below, the condition has cleared.
+    baseline = models.IntegerField(null=True, blank=True)
+
+    KINDS = {"queue_rising": "Queue rising", "dlq_growing": "Dead letters growing"}
 
     class Meta:
         ordering = ["-opened_at"]
@@ -245,6 +250,10 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def label(self) -> str:
+        return self.KINDS.get(self.kind, self.kind.replace("_", " ").capitalize())
 
 
 class Schedule(models.Model):

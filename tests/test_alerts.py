@@ -152,3 +152,39 @@ def test_a_failed_mail_is_sent_at_the_next_check(monkeypatch):
     alerts.check_alerts(now + timedelta(seconds=5))
     assert open_alerts("queue_rising")[0].notified_at is not None
     assert len(mail.outbox) == 1
+
+
+def test_the_dead_letter_alert_closes_as_soon_as_the_retry_empties_them():
+    now = timezone.now()
+    samples(now, dead=[0] * 30 + [4])
+    alerts.check_alerts(now)
+    [alert] = open_alerts("dlq_growing")
+    assert alert.baseline == 0 and alert.label == "Dead letters growing"
+
+    samples(now + STEP, dead=[0])  # the operator retried the 4
+    alerts.check_alerts(now + STEP)
+    assert open_alerts("dlq_growing") == []
+
+
+def test_a_rising_alert_closes_once_the_queue_is_empty():
+    now = timezone.now()
+    samples(now, depths=window_of(lambda i: i * 3))
+    alerts.check_alerts(now)
+    assert len(open_alerts("queue_rising")) == 1
+
+    samples(now + STEP, depths=[0])
+    alerts.check_alerts(now + STEP)
+    assert open_alerts("queue_rising") == []
+
+
+def test_the_dashboard_names_alerts_in_words_and_links_where_to_act(operator):
+    from django.test import Client
+
+    now = timezone.now()
+    samples(now, dead=[0] * 30 + [4])
+    alerts.check_alerts(now)
+    client = Client()
+    client.force_login(operator)
+    page = client.get("/admin/jobs/dashboard/").content.decode()
+    assert '<a href="/admin/jobs/job/dead-letters/">Dead letters growing</a>' in page
+    assert "dlq_growing" not in page

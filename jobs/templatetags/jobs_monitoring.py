@@ -1,8 +1,15 @@
-"""Number formats for the queue dashboard."""
+"""Number and time formats for the queue dashboard."""
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlencode
+
 from django import template
+from django.urls import reverse
+
+from jobs import timefmt
+from jobs.models import Alert
 
 register = template.Library()
 
@@ -28,3 +35,24 @@ def percent(value: float | None) -> str:
     if value is None:
         return "–"
     return f"{value * 100:.1f} %"
+
+
+@register.filter
+def ago(value: Any) -> str:
+    """ "3 minutes ago", the moment on hover (jobs.timefmt)."""
+    return timefmt.ago(value)
+
+
+@register.filter
+def moment(value: Any) -> str:
+    """The moment to the second, how long ago on hover (jobs.timefmt)."""
+    return timefmt.moment(value)
+
+
+@register.filter
+def alert_link(alert: Alert) -> str:
+    """Where the operator acts on an alert: the dead letters, or the queue's waiting jobs."""
+    if alert.kind == "dlq_growing":
+        return reverse("admin:jobs_job_dead_letters")
+    query = urlencode({"queue": alert.queue_name, "status__exact": "enqueued"} if alert.queue_name else {})
+    return f"{reverse('admin:jobs_job_changelist')}?{query}"
