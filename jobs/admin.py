@@ -304,13 +304,15 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         change_url = admin_list.change_urls()
 
         def cell(job: Job) -> str:
+            # "order 1a2b3c4d", the whole id on hover: the column stays narrow.
             if not job.object_type:
                 return "–"
             app_label, _, model = job.object_type.partition(".")
+            whole = f"{job.object_type} {job.object_id}"
             url = change_url(f"admin:{app_label}_{model}_change", job.object_id)
             if url is None:
-                return admin_list.html("{} {}", job.object_type, job.object_id)
-            return admin_list.html('<a href="{}">{} {}</a>', url, job.object_type, job.object_id)
+                return admin_list.html('<span title="{}">{} {}</span>', whole, model, job.object_id[:8])
+            return admin_list.html('<a href="{}" title="{}">{} {}</a>', url, whole, model, job.object_id[:8])
 
         return cell
 

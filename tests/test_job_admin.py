@@ -123,7 +123,7 @@ def test_list_queries_do_not_grow_with_its_rows(operator):
         page = client.get("/admin/jobs/job/").content.decode()
 
     assert page.count('class="action-select"') == 7
-    assert "scheduled · in" in page and "running · cancelling" in page and "orders.order 42" in page
+    assert "scheduled · in" in page and "running · cancelling" in page and ">order 42<" in page
     assert len(many.captured_queries) == len(one.captured_queries), [q["sql"] for q in many.captured_queries]
 
 

@@ -36,8 +36,16 @@ def test_operator_retries_a_dead_job_from_the_dead_letters_page(
     group = page.locator("#dead-letter-groups tbody tr")
     expect(group).to_have_count(1)
     expect(group).to_contain_text("injected failure")
+    asked: list[str] = []
+
+    def confirm(dialog: Any) -> None:  # a group retry asks first, with the count
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", confirm)
     group.get_by_role("button", name="Retry 1").click()
     expect(page.locator(".messagelist")).to_contain_text("Re-sent 1 dead job")
+    assert asked == ["Retry the 1 dead job of this group?"]
 
     wait_until(lambda: Job.objects.get(pk=job.pk).status == "succeeded", timeout=30, what="the retried job")
     page.goto(f"{live_server.url}/admin/jobs/job/{job.pk}/change/")
