@@ -211,6 +211,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     paginator = BoundedCountPaginator
     show_full_result_count = False
     list_per_page = 100
+    live_seconds = 5  # the list's rows update in place (static/jobs/console.js)
     actions = ["retry_selected", "discard_selected", "cancel_selected", "requeue_selected"]
     readonly_fields = [
         "id", "status_badge", "outcome", "actor_name", "queue_name", "owner", "event", "key", "arguments",

@@ -19,7 +19,10 @@ def job_result_list(cl: Any) -> str:
     rows = admin_list.Rows(cl)
     if not rows.fast:  # list_editable, a popup, a column of a kind Rows does not render
         return render_to_string("admin/change_list_results.html", django_admin_list.result_list(cl))
-    return render_to_string("admin/jobs/change_list_results.html", admin_list.result_list(cl, rows))
+    context = admin_list.result_list(cl, rows)
+    # The rows' cells are updated in place this often (static/jobs/console.js).
+    context["live_seconds"] = getattr(cl.model_admin, "live_seconds", None)
+    return render_to_string("admin/jobs/change_list_results.html", context)
 
 
 RETRY_MATCHING_CAP = 1000

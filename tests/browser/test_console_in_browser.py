@@ -54,3 +54,25 @@ def test_the_job_list_shows_every_column_on_one_line_at_1366_px(live_server: Any
     assert results[0] <= results[1], (results, widths)  # no column hidden in a sideways scroller
     assert table["x"] + table["width"] <= 1366
     assert page.locator("#result_list").get_by_text("order 0f1e2d3c").first.is_visible()
+
+
+def test_the_job_list_and_the_dashboard_update_in_place(live_server: Any, page: Page, operator: Any) -> None:
+    job = Job.objects.create(actor_name="send_confirmation_email", status="enqueued", enqueued_at=timezone.now())
+    log_in(page, live_server, "/admin/jobs/job/")
+    page.locator(f'input.action-select[value="{job.pk}"]').check()  # a selection must survive
+
+    Job.objects.filter(pk=job.pk).update(status="succeeded", started_at=timezone.now(), finished_at=timezone.now())
+    Job.objects.create(actor_name="update_inventory", status="enqueued")
+    badge = page.locator("#result_list tbody tr").first.locator(".field-status_badge")
+    badge.get_by_text("succeeded").wait_for(timeout=15_000)  # no reload: the cell changed in place
+    assert page.locator(f'input.action-select[value="{job.pk}"]').is_checked()
+    page.get_by_text("1 newer job on this page: show").wait_for(timeout=15_000)
+
+    page.goto(f"{live_server.url}/admin/jobs/dashboard/")
+    marker = page.evaluate(
+        "() => { window.buzzerMarker = 1; return document.querySelector('.buzzer-meta').textContent; }"
+    )
+    page.wait_for_function(
+        "text => document.querySelector('.buzzer-meta').textContent !== text", arg=marker, timeout=25_000
+    )
+    assert page.evaluate("() => window.buzzerMarker") == 1  # the same page: updated, not reloaded
