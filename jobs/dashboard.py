@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -15,6 +16,7 @@ from django.urls import path
 
 from jobs import charts, monitoring
 from jobs.alerts import open_alerts
+from jobs.models import Job
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +35,40 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         snapshot=snapshot,
         alerts=open_alerts(),
         charts=charts.build_charts(queues),
+        busy=busy(snapshot.workers),
+        busy_limit=BUSY_LIMIT,
         refresh_seconds=10,
     )
     return TemplateResponse(request, "admin/jobs/dashboard.html", context)
+
+
+BUSY_LIMIT = 200
+
+
+@dataclass
+class Busy:
+    """What one worker process runs now (Sidekiq's Busy tab): its running jobs, oldest first."""
+
+    worker: monitoring.WorkerBeat | None
+    worker_id: str
+    jobs: list[Job]
+
+
+def busy(workers: list[monitoring.WorkerBeat]) -> list[Busy]:
+    """The running jobs (as their rows say, at most BUSY_LIMIT), by worker process: the
+    live workers first, each with what it runs, then any worker that is silent or gone."""
+    running = list(
+        Job.objects.filter(status=Job.Status.RUNNING)
+        .only("id", "actor_name", "queue_name", "worker", "started_at", "attempts", "status")
+        .order_by("started_at")[:BUSY_LIMIT]
+    )
+    by_worker: dict[str, list[Job]] = {}
+    for job in running:
+        by_worker.setdefault(job.worker, []).append(job)
+    known = {w.broker_id: w for w in workers}
+    rows = [Busy(w, w.broker_id, by_worker.pop(w.broker_id, [])) for w in workers if w.alive]
+    rows += [Busy(known.get(worker_id), worker_id, jobs) for worker_id, jobs in by_worker.items()]
+    return rows
 
 
 def install(site: admin.AdminSite) -> None:

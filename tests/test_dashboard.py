@@ -45,6 +45,12 @@ def test_staff_see_queues_workers_actors_alerts_and_charts(admin_client, real_br
     stats.record(real_broker.client, real_broker.namespace, [finished("shop.email"), finished("shop.email", "dead")])
     Alert.objects.create(kind="queue_rising", queue_name="default", message="Queue default has been rising")
     QueueSample.objects.create(queue_name="default", at=timezone.now() - timedelta(minutes=3), depth=7, processed=12)
+    from jobs.models import Job
+
+    mine = Job.objects.create(
+        actor_name="shop.email", status="running", worker=real_broker.broker_id, started_at=timezone.now()
+    )
+    lost = Job.objects.create(actor_name="shop.stock", status="running", worker="w-gone", started_at=timezone.now())
 
     response = admin_client.get(URL)
 
@@ -59,6 +65,10 @@ def test_staff_see_queues_workers_actors_alerts_and_charts(admin_client, real_br
     assert "Queue default has been rising" in page
     assert page.count("<svg") == 4 and '<polyline points="' in page
     assert "<script" not in page  # inline SVG, no chart library
+    busy = page.split('id="busy"', 1)[1].split("</table>", 1)[0]
+    assert f">{str(mine.pk)[:8]}</a></td>" in busy and f">{str(lost.pk)[:8]}</a></td>" in busy
+    assert busy.index(str(mine.pk)[:8]) < busy.index("w-gone") < busy.index(str(lost.pk)[:8])
+    assert "gone" in busy
 
 
 def test_names_and_messages_are_escaped(admin_client, real_broker, settings):
