@@ -212,12 +212,19 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 100
     live_seconds = 5  # the list's rows update in place (static/jobs/console.js)
-    actions = ["retry_selected", "discard_selected", "cancel_selected", "requeue_selected"]
+    actions = ["retry_selected", "retry_now_selected", "discard_selected", "cancel_selected", "requeue_selected"]
     readonly_fields = [
         "id", "status_badge", "outcome", "actor_name", "queue_name", "owner", "event", "key", "arguments",
         "options_shown", "created_shown", "due_shown", "enqueued_shown", "started_shown", "finished_shown", "waited",
         "run_time", "worker", "attempts", "error_shown", "traceback_shown", "attempt_history", "action_history",
     ]  # fmt: skip
+
+    def get_ordering(self, request: HttpRequest) -> list[str]:
+        """Retrying jobs by their next attempt, soonest first (the Retries view; through
+        the (status, due_at) index); every other list newest first."""
+        if request.GET.get("status__exact") == Job.Status.RETRYING and "o" not in request.GET:
+            return ["due_at"]
+        return list(self.ordering)
 
     def get_fieldsets(self, request: HttpRequest, obj: Job | None = None) -> list[tuple[str | None, dict[str, Any]]]:
         """The outcome first; the last error leads only while it is the job's state
@@ -283,6 +290,12 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 '<span class="buzzer-status buzzer-status-scheduled" title="due {}">scheduled · {}</span>',
                 timefmt.absolute(due),
                 timefmt.relative_text(job.due_at) if job.due_at > timezone.now() else "due now",
+            )
+        if job.status == Job.Status.RETRYING and job.due_at:
+            return format_html(
+                '<span class="buzzer-status buzzer-status-retrying" title="next attempt {}">retrying · {}</span>',
+                timefmt.absolute(job.due_at),
+                f"next {timefmt.relative_text(job.due_at)}" if job.due_at > timezone.now() else "next now",
             )
         if job.status == Job.Status.RUNNING and job.options.get("buzzer_cancel_requested"):
             return format_html(
@@ -456,6 +469,9 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "can_discard": dead and self.has_discard_permission(request),
             "can_cancel": cancellable and self.has_cancel_permission(request),
             "can_requeue": stalled and self.has_requeue_permission(request),
+            "can_retry_now": job is not None
+            and job.status == Job.Status.RETRYING
+            and self.has_retry_permission(request),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -521,6 +537,12 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         note = f" {skipped} were neither stalled nor lost: left alone." if skipped else ""
         self.message_user(request, f"Requeued {count} job(s) now.{note}", messages.SUCCESS)
 
+    @admin.action(description="Run the selected retrying jobs' next attempt now", permissions=["retry"])
+    def retry_now_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        ids = list(queryset.filter(status=Job.Status.RETRYING).values_list("pk", flat=True)[:1000])
+        count = sum(recovery.retry_now(pk, user=request.user) for pk in ids)
+        self.message_user(request, f"Ran the next attempt of {count} retrying job(s) now.", messages.SUCCESS)
+
     # --- dead-letter views --------------------------------------------------------------
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view
@@ -533,6 +555,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             path("<path:object_id>/discard/", view(self.discard_view), name="jobs_job_discard"),
             path("<path:object_id>/cancel/", view(self.cancel_view), name="jobs_job_cancel"),
             path("<path:object_id>/requeue/", view(self.requeue_view), name="jobs_job_requeue"),
+            path("<path:object_id>/retry-now/", view(self.retry_now_view), name="jobs_job_retry_now"),
             *super().get_urls(),
         ]
 
@@ -609,6 +632,15 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self.message_user(
                 request, "That job is neither stalled nor lost (any more): nothing was sent.", messages.WARNING
             )
+        return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
+
+    def retry_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        self._require(request, "retry_job")
+        job = get_object_or_404(Job, pk=_uuid_or_404(object_id))
+        if recovery.retry_now(job.pk, user=request.user):
+            self.message_user(request, format_html("Job {}: its next attempt runs now.", job.pk), messages.SUCCESS)
+        else:
+            self.message_user(request, "That job is not waiting for a retry (any more): nothing was sent.")
         return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
 
     def discard_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -23,6 +23,7 @@ from dramatiq.middleware import TimeLimit as DramatiqTimeLimit
 from config import logging as buzzer_logging
 from jobs.claims import CANCELLED, job_key
 from jobs.effects import set_current_job
+from jobs.waits import take_next_run
 from jobs.writer import Finished, Started
 
 logger = logging.getLogger(__name__)
@@ -338,11 +339,12 @@ class JobTracking(Middleware):
         if outcome == "cancelled":
             writer.finished(Finished(job_id, attempt, "cancelled", now, generation=generation, **common))
             return
+        next_at = take_next_run(message.message_id)
         if outcome == "waits":
             error, tb = waiting
-            writer.finished(
-                Finished(job_id, attempt, "retrying", now, error=error, traceback=tb, counted=False, **common)
-            )
+            finish = Finished(job_id, attempt, "retrying", now, error=error, traceback=tb, counted=False, **common)
+            finish.next_at = next_at
+            writer.finished(finish)
             return
         error, tb = describe(exception) if exception else ("The message failed.", "")
         if outcome == "dead":
@@ -359,6 +361,7 @@ class JobTracking(Middleware):
                 traceback=tb,
                 broker_message_id=rid,
                 generation=generation,
+                next_at=next_at,
                 **common,
             )
         )

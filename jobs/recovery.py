@@ -273,3 +273,29 @@ def requeue_now(job_id: Any, *, user: Any = None, reason: str = "") -> bool:
     )
     logger.warning("Job %s (%s) requeued now by %s", job.pk, job.status, user or "the system")
     return True
+
+
+def retry_now(job_id: Any, *, user: Any = None) -> bool:
+    """Run a retrying job's next attempt now rather than at the end of its backoff
+    (Sidekiq's Retries › Retry now). True when it was sent. The delayed delivery still
+    waiting for its time later finds that attempt claimed, and is skipped."""
+    from jobs.models import JobAction
+
+    job = Job.objects.filter(pk=job_id, status=Job.Status.RETRYING).first()
+    if job is None or dramatiq.get_broker() is None:
+        return False
+    due = job.due_at
+    if not Job.objects.filter(pk=job.pk, status=Job.Status.RETRYING, attempts=job.attempts).update(
+        status=Job.Status.ENQUEUED, enqueued_at=timezone.now(), due_at=None
+    ):
+        return False  # it moved meanwhile (ran, was cancelled, retried by someone else)
+    message = build_message(job)
+    message.options["retries"] = job.attempts  # its next attempt, as the delayed delivery carries it
+    dramatiq.get_broker().enqueue(message)
+    who = user if getattr(user, "is_authenticated", False) else None
+    when = f", instead of {due:%Y-%m-%d %H:%M:%S %Z}" if due else ""
+    JobAction.objects.create(
+        job=job, kind=JobAction.Kind.REQUEUE, user=who, reason=f"Attempt {job.attempts + 1} run now{when}."
+    )
+    logger.info("Job %s: attempt %d run now by %s", job.pk, job.attempts + 1, user or "the system")
+    return True

@@ -11,6 +11,9 @@ it over). Messages sent through a broker without it (the web's dispatch twin,
 
 from __future__ import annotations
 
+import threading
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 import dramatiq
@@ -20,9 +23,25 @@ from dramatiq.middleware import Middleware
 READY_OPTION = "buzzer_ready_ms"
 
 
+_delayed = threading.local()
+
+
 class ReadyTime(Middleware):
     def before_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
-        message.options[READY_OPTION] = current_millis() + (delay or 0)
+        ready = current_millis() + (delay or 0)
+        message.options[READY_OPTION] = ready
+        if delay:  # a retry's backoff, or a wait: the job tracking records when it runs next
+            _delayed.last = (message.message_id, ready)
+
+
+def take_next_run(message_id: str) -> datetime | None:
+    """When the message just sent back with a delay by this thread runs next (its retry,
+    its wait), or None: read once, by the tracking of the attempt that failed."""
+    last = getattr(_delayed, "last", None)
+    _delayed.last = None
+    if last is None or last[0] != message_id:
+        return None
+    return datetime.fromtimestamp(last[1] / 1000, tz=dt_timezone.utc)
 
 
 def ready_ms(message: Any) -> int:

@@ -63,6 +63,7 @@ class Finished:
     counted: bool = True  # False: the attempt waits for the database or Redis and runs again
     generation: int = 0  # of a dead job: its dead hooks run once per generation
     enqueued_ms: int = 0  # when its message became ready to run, epoch ms (jobs.waits); 0 unknown
+    next_at: datetime | None = None  # a retrying job: when its next attempt is due
 
     @property
     def duration(self) -> float | None:
@@ -192,7 +193,8 @@ def write(events: list[Started | Finished]) -> None:
             if failed:
                 cursor.executemany(
                     f"UPDATE {table} SET status = %s, finished_at = %s, last_error = %s, error_fingerprint = %s, "
-                    f"traceback = %s, broker_message_id = %s WHERE id = %s AND attempts <= %s AND {NOT_OVER_FINAL}",
+                    f"traceback = %s, broker_message_id = %s, due_at = %s "
+                    f"WHERE id = %s AND attempts <= %s AND {NOT_OVER_FINAL}",
                     [
                         (
                             f.status,
@@ -201,6 +203,7 @@ def write(events: list[Started | Finished]) -> None:
                             fingerprint(f.actor_name, f.error),
                             f.traceback,
                             f.broker_message_id,
+                            _next(f),
                             _pk(f.job_id),
                             f.attempt,
                             f.counted,
@@ -218,8 +221,8 @@ def write(events: list[Started | Finished]) -> None:
             if failed:
                 cursor.executemany(
                     f"UPDATE {table} SET status = %s, attempts = %s, started_at = %s, finished_at = %s, "
-                    "worker = %s, last_error = %s, error_fingerprint = %s, traceback = %s, broker_message_id = %s "
-                    f"WHERE id = %s AND attempts <= %s AND {NOT_OVER_FINAL}",
+                    "worker = %s, last_error = %s, error_fingerprint = %s, traceback = %s, broker_message_id = %s, "
+                    f"due_at = %s WHERE id = %s AND attempts <= %s AND {NOT_OVER_FINAL}",
                     [
                         (
                             f.status,
@@ -231,6 +234,7 @@ def write(events: list[Started | Finished]) -> None:
                             fingerprint(s.actor_name, f.error),
                             f.traceback,
                             f.broker_message_id,
+                            _next(f),
                             _pk(s.job_id),
                             s.attempt,
                             f.counted,
@@ -384,6 +388,11 @@ def _pk(job_id: uuid.UUID) -> Any:
     from jobs.models import Job
 
     return Job._meta.pk.get_db_prep_value(job_id, connection)
+
+
+def _next(finish: Finished) -> Any:
+    """The due time a failed attempt leaves on its row: its next attempt's, else none."""
+    return _dt(finish.next_at) if finish.next_at is not None and finish.status == "retrying" else None
 
 
 def _dt(value: datetime) -> Any:

@@ -420,3 +420,43 @@ def test_a_dead_job_leads_with_its_error(operator):
     job = make_job(status="dead", last_error="ValueError: price missing", traceback="Traceback …\nValueError")
     page = logged_in(operator).get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
     assert page.index("Dead after 3 attempts") < page.index("ValueError: price missing") < page.index("Timings")
+
+
+def test_retries_show_their_next_attempt_soonest_first_and_run_now_on_demand(operator, real_broker):
+    now = timezone.now()
+    later = make_job(status="retrying", attempts=2, due_at=now + timezone.timedelta(minutes=20))
+    sooner = make_job(status="retrying", attempts=1, due_at=now + timezone.timedelta(seconds=90))
+    client = logged_in(operator, csrf=True)
+
+    page = client.get("/admin/jobs/job/", {"status__exact": "retrying"}).content.decode()
+    assert page.index(str(sooner.pk)[:8]) < page.index(str(later.pk)[:8])  # soonest first
+    assert "retrying · next in 1\xa0minute<" in page and re.search("retrying · next in (19|20)\xa0minutes", page)
+    assert 'id="retries-link"' in page
+
+    detail = client.get(f"/admin/jobs/job/{later.pk}/change/").content.decode()
+    assert 'id="retry-now"' in detail
+    token = csrf_token(client, f"/admin/jobs/job/{later.pk}/change/")
+    client.post(f"/admin/jobs/job/{later.pk}/retry-now/", {"csrfmiddlewaretoken": token})
+
+    later.refresh_from_db()
+    assert later.status == "enqueued" and later.due_at is None and later.attempts == 2
+    queued = [m for m in real_broker.client.hvals(f"{real_broker.namespace}:default.msgs")]
+    assert any(str(later.pk).encode() in body and b'"retries":2' in body for body in queued)
+    action = JobAction.objects.get(job=later)
+    assert action.user == operator and "Attempt 3 run now" in action.reason
+    # Twice is once: the job is no longer waiting for a retry.
+    client.post(f"/admin/jobs/job/{later.pk}/retry-now/", {"csrfmiddlewaretoken": token})
+    assert JobAction.objects.filter(job=later).count() == 1
+
+
+def test_a_failed_attempt_records_when_the_next_one_is_due(settings):
+    from jobs.waits import ReadyTime, take_next_run
+
+    class Message:
+        message_id = "m-1"
+        options: dict = {}
+
+    ReadyTime().before_enqueue(None, Message(), 30_000)
+    due = take_next_run("m-1")
+    assert due is not None and 29 <= (due - timezone.now()).total_seconds() <= 31
+    assert take_next_run("m-1") is None  # read once

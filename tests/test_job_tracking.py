@@ -202,3 +202,23 @@ def test_an_age_limited_message_ends_dead_with_its_reason(stub_broker):
     assert job.status == "dead"
     assert "age limit (50 ms)" in job.last_error
     assert calls == []
+
+
+def test_a_retrying_job_row_says_when_its_next_attempt_is_due():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.writer import Finished, Started, write
+
+    job = jobs.enqueue(flaky, "later", 5)
+    now = timezone.now()
+    due = now + timedelta(seconds=40)
+    started = Started(job.pk, 1, "w1", now, "flaky", "default", [], {})
+    write([started, Finished(job.pk, 1, "retrying", now, error="RuntimeError: no", next_at=due)])
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.due_at) == ("retrying", 1, due)
+
+    write([Finished(job.pk, 2, "dead", now, error="RuntimeError: no", next_at=None)])
+    job.refresh_from_db()
+    assert (job.status, job.due_at) == ("dead", None)  # a dead job is due never
