@@ -79,23 +79,72 @@ def test_staff_can_see_any_order(client, products):
 def test_declined_card_shows_the_reason_and_changes_nothing(client, products):
     response = checkout(client, card="4000000000000002")
 
-    assert response.status_code == 402
-    assert "The card was declined." in response.content.decode()
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert "The card was declined." in client.get("/").content.decode()
     assert Order.objects.count() == 0 and Job.objects.count() == 0
     assert Product.objects.get(sku="BUZ-001").stock == 1000
+
+
+def test_a_refused_checkout_redirects_and_the_shop_keeps_what_was_entered(client, products):
+    response = checkout(
+        client,
+        card="4000000000000002",
+        priority="premium",
+        email="grace@example.com",
+        **{"qty-BUZ-001": "2", "qty-MUG-001": "3"},
+    )
+
+    assert response.status_code == 302 and response["Location"] == "/"  # a reload never re-submits
+    page = client.get("/").content.decode()
+    assert 'name="qty-BUZ-001" aria-label="Quantity of Buzzer" value="2"' in page
+    assert 'name="qty-MUG-001" aria-label="Quantity of Mug" value="3"' in page
+    assert 'name="qty-CAP-001" aria-label="Quantity of Cap" value=""' in page
+    assert '<option value="4000000000000002" selected>' in page
+    assert '<option value="premium" selected>' in page
+    assert 'value="grace@example.com"' in page
+    # Shown once: the next visit is a fresh form.
+    again = client.get("/").content.decode()
+    assert "The card was declined." not in again and 'value="2"' not in again
+
+
+def test_out_of_stock_names_the_product_not_the_sku(client, products):
+    checkout(client, **{"qty-BUZ-001": "", "qty-CAP-001": "5"})
+
+    page = client.get("/").content.decode()
+    assert "Only 3 of Cap left." in page
+    assert "CAP-001 left" not in page
+    assert 'aria-label="Quantity of Cap" value="5"' in page
+    assert Order.objects.count() == 0
+
+
+def test_a_typed_card_number_is_not_kept_in_the_session(client, products):
+    checkout(client, card="5555 5555 5555 4444", **{"qty-BUZ-001": "", "qty-CAP-001": "9"})
+
+    assert "5555" not in str(dict(client.session))
 
 
 def test_empty_basket_is_refused_with_a_message(client, products):
     response = checkout(client, **{"qty-BUZ-001": ""})
 
-    assert response.status_code == 422
-    assert "at least one item" in response.content.decode()
+    assert response.status_code == 302
+    assert "at least one item" in client.get("/").content.decode()
     assert Order.objects.count() == 0
 
 
-def test_non_numeric_quantity_is_refused(client, products):
+def test_non_numeric_quantity_is_refused_naming_the_product(client, products):
     response = checkout(client, **{"qty-BUZ-001": "two"})
-    assert response.status_code == 422
+
+    assert response.status_code == 302
+    page = client.get("/").content.decode()
+    assert "The quantity of Buzzer must be a whole number." in page
+    assert 'value="two"' in page
+    assert Order.objects.count() == 0
+
+
+def test_negative_quantity_is_refused_naming_the_product(client, products):
+    checkout(client, **{"qty-MUG-001": "-1"})
+
+    assert "The quantity of Mug cannot be negative." in client.get("/").content.decode()
     assert Order.objects.count() == 0
 
 
