@@ -6,17 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 
-from jobs.models import Job
 from limits.responses import too_many_requests
 from limits.services import checkout_limited
 from orders.errors import OrderError
 from orders.models import Order, Product
 from orders.payments import CARD_DECLINED, CARD_OK, CARD_PROCESSING_ERROR
-from orders.serializers import job_states
+from orders.progress import order_progress
 from orders.services import place_order
 
 SESSION_ORDERS = "buzzer_orders"
@@ -109,17 +110,32 @@ def checkout(request: HttpRequest) -> HttpResponse:
     return redirect("orders:detail", order_id=order.id)
 
 
-@require_GET
-def order_detail(request: HttpRequest, order_id: Any) -> HttpResponse:
+def _viewable(request: HttpRequest, order_id: Any) -> Order:
     # Staff see any order only with the permission to view orders (as in the admin).
     allowed = str(order_id) in request.session.get(SESSION_ORDERS, []) or request.user.has_perm("orders.view_order")
     order = Order.objects.filter(pk=order_id).first() if allowed else None
     if order is None:
         raise Http404("No such order.")
-    jobs = job_states(order)
-    finished = all(job["status"] in Job.FINISHED for job in jobs)
-    return render(
-        request,
-        "orders/order_detail.html",
-        {"order": order, "items": order.items.all(), "jobs": jobs, "finished": finished},
-    )
+    return order
+
+
+@require_GET
+def order_detail(request: HttpRequest, order_id: Any) -> HttpResponse:
+    order = _viewable(request, order_id)
+    progress = order_progress(order, staff=request.user.is_staff)
+    context = {
+        "order": order,
+        "items": order.items.all(),
+        "progress": progress,
+        "status_url": reverse("orders:status", args=[order.id]),
+    }
+    return render(request, "orders/order_detail.html", context)
+
+
+@require_GET
+def order_status(request: HttpRequest, order_id: Any) -> HttpResponse:
+    """The order page's progress as JSON: what its script polls until every job is final."""
+    order = _viewable(request, order_id)
+    response = JsonResponse(order_progress(order, staff=request.user.is_staff))
+    patch_cache_control(response, private=True, no_store=True)
+    return response

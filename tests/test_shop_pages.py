@@ -26,7 +26,7 @@ def test_shop_lists_active_products_with_a_checkout_form(client, products):
     assert 'action="/orders/"' in page and "csrfmiddlewaretoken" in page
 
 
-def test_checkout_redirects_to_the_confirmation_page_with_the_jobs(client, products):
+def test_checkout_redirects_to_the_order_page_in_customer_words(client, products):
     response = checkout(client)
 
     order = Order.objects.get()
@@ -34,29 +34,92 @@ def test_checkout_redirects_to_the_confirmation_page_with_the_jobs(client, produ
     assert response["Location"] == f"/orders/{order.id}/"
     page = client.get(response["Location"]).content.decode()
     assert "49.80" in page
-    for actor in ("send_confirmation_email", "update_inventory", "record_analytics"):
-        assert actor in page
-    assert 'http-equiv="refresh"' in page  # jobs still waiting: the page refreshes itself
+    assert 'Confirmation e-mail</span>: <span class="step-text">on its way' in page
+    assert 'Your items</span>: <span class="step-text">being set aside' in page
+    # No internal names for customers, and no technical table.
+    for internal in ("send_confirmation_email", "update_inventory", "record_analytics", "enqueued", 'id="jobs"'):
+        assert internal not in page
+    # Jobs still waiting: the page polls its status (a refresh only without JavaScript).
+    assert f'"/orders/{order.id}/status"' in page
+    assert '<noscript><meta http-equiv="refresh" content="2"></noscript>' in page
 
 
-def test_confirmation_page_stops_refreshing_when_all_jobs_are_finished(client, products):
+def test_order_status_json_speaks_to_the_customer(client, products):
+    location = checkout(client)["Location"]
+    Job.objects.filter(actor_name="send_confirmation_email").update(status="running")
+    Job.objects.filter(actor_name="update_inventory").update(status="retrying")
+
+    response = client.get(location + "status")
+
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    document = response.json()
+    assert document["finished"] is False
+    assert document["steps"] == [
+        {"key": "email", "label": "Confirmation e-mail", "state": "working", "text": "being sent"},
+        {"key": "stock", "label": "Your items", "state": "delayed", "text": "delayed, we keep trying"},
+    ]
+    assert "jobs" not in document  # the technical view is for staff
+
+
+def test_order_page_stops_polling_when_every_job_is_final(client, products):
     response = checkout(client)
     Job.objects.update(status="succeeded")
 
     page = client.get(response["Location"]).content.decode()
 
-    assert 'http-equiv="refresh"' not in page
-    assert "All jobs are finished." in page
+    assert 'http-equiv="refresh"' not in page and "/status" not in page
+    assert "All done" in page
+    assert 'Confirmation e-mail</span>: <span class="step-text">sent' in page
 
 
-def test_confirmation_page_stops_refreshing_once_a_job_is_discarded(client, products):
+def test_a_dead_confirmation_email_is_never_called_done(client, products):
     response = checkout(client)
     Job.objects.update(status="succeeded")
-    Job.objects.filter(actor_name="send_confirmation_email").update(status="discarded")
+    Job.objects.filter(actor_name="send_confirmation_email").update(status="dead")
 
     page = client.get(response["Location"]).content.decode()
+    document = client.get(response["Location"] + "status").json()
 
-    assert 'http-equiv="refresh"' not in page
+    assert 'http-equiv="refresh"' not in page and document["finished"] is True
+    assert "All done" not in page and "All jobs are finished" not in page
+    assert "could not be sent — we are on it" in page
+    assert "we are on it" in document["summary"]
+
+
+def test_analytics_are_not_shown_to_customers_and_still_hold_the_polling(client, products):
+    response = checkout(client)
+    Job.objects.exclude(actor_name="record_analytics").update(status="succeeded")
+
+    document = client.get(response["Location"] + "status").json()
+
+    assert [step["key"] for step in document["steps"]] == ["email", "stock"]
+    assert document["finished"] is False  # analytics still waiting: keep polling
+    assert "All done" in document["summary"]
+
+
+def test_staff_see_the_technical_table_and_job_states(client, products):
+    location = checkout(client)["Location"]
+    staff = get_user_model().objects.create_user("op", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_order", content_type__app_label="orders"))
+    client.force_login(staff)
+
+    page = client.get(location).content.decode()
+    document = client.get(location + "status").json()
+
+    assert 'id="jobs"' in page and "send_confirmation_email" in page
+    assert sorted(job["actor"] for job in document["jobs"]) == [
+        "record_analytics",
+        "send_confirmation_email",
+        "update_inventory",
+    ]
+
+
+def test_order_status_of_another_browser_is_404(client, products):
+    location = checkout(client)["Location"]
+    client.cookies.clear()
+
+    assert client.get(location + "status").status_code == 404
 
 
 def test_another_browser_cannot_see_the_order(client, products):
