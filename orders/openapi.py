@@ -15,8 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
 
 from jobs.models import Job
 from orders.models import Order
@@ -521,3 +524,13 @@ def openapi_view(request: HttpRequest) -> JsonResponse:
 
 
 openapi_view.api_methods = ("GET",)  # type: ignore[attr-defined]
+
+
+@require_GET
+def docs_view(request: HttpRequest) -> HttpResponse:
+    """`GET /api/docs/`: the document above for people, through Swagger UI (the static
+    files of the `drf-spectacular-sidecar` package: no CDN)."""
+    return render(request, "orders/api_docs.html", {"schema_url": reverse("orders:api-openapi")})
+
+
+docs_view.documentation_page = True  # type: ignore[attr-defined]  # an HTML page under /api/, no operation

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
@@ -108,6 +109,12 @@ def checkout(request: HttpRequest) -> HttpResponse:
     # The order page is shown only to the browser session that placed it (and staff who may view orders).
     request.session[SESSION_ORDERS] = [*request.session.get(SESSION_ORDERS, [])[-49:], str(order.id)]
     return redirect("orders:detail", order_id=order.id)
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page's <link rel=icon> says."""
+    return HttpResponsePermanentRedirect(static("favicon.svg"))
 
 
 def _viewable(request: HttpRequest, order_id: Any) -> Order:
