@@ -1,5 +1,6 @@
-"""The shop's pages: the product list with its checkout form, and the order's
-confirmation page that follows its jobs until they are done."""
+"""The shop's pages: the product list with its checkout form (post/redirect/get, also
+on a refusal), and the order's page that follows its jobs, in the customer's words,
+until they are done."""
 
 from __future__ import annotations
 

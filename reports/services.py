@@ -471,7 +471,8 @@ def bar_state(report: Report) -> str:
     if report.status == Report.Status.QUEUED:
         return "waiting"
     if report.status == Report.Status.RUNNING:
-        return "counting" if report.total_rows is None else "progress"
+        # Until the first rows are written there is nothing to fill the bar with.
+        return "counting" if report.total_rows is None or not report.rows_done else "progress"
     return "done" if report.status == Report.Status.SUCCEEDED else "none"
 
 
@@ -485,6 +486,8 @@ def status_detail(report: Report, position: int | None, eta: float | None) -> st
     if report.status == Report.Status.RUNNING:
         if report.total_rows is None:
             return "Counting the rows…"
+        if not report.rows_done:
+            return f"Starting on about {report.total_rows:,} rows…"
         return f"{report.rows_done:,} of about {report.total_rows:,} rows.{left}"
     if report.status == Report.Status.SUCCEEDED and report.row_count is not None:
         rows = f"{report.row_count:,} row{'s' if report.row_count != 1 else ''}"

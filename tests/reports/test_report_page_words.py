@@ -98,6 +98,16 @@ def test_a_running_report_counting_its_rows_shows_an_indeterminate_bar(user_clie
     assert "0 rows" not in page and 'data-bar="counting"' in page
 
 
+def test_a_running_report_before_its_first_rows_says_how_many_are_coming(user_client: Client, user: Any) -> None:
+    report = new_report(user, "sales", start="2026-11-01", end="2026-11-30")
+    Report.objects.filter(pk=report.pk).update(status="running", started_at=timezone.now(), total_rows=12000)
+
+    document = status(user_client, report)
+
+    assert document["bar"] == "counting"
+    assert document["detail"] == "Starting on about 12,000 rows…"
+
+
 def test_a_running_report_with_known_rows_shows_them(user_client: Client, user: Any) -> None:
     report = new_report(user, "sales", start="2026-11-01", end="2026-11-30")
     Report.objects.filter(pk=report.pk).update(
