@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_dramatiq",
+    "drf_spectacular_sidecar",  # Swagger UI's static files for /api/docs/
     "jobs",
     "orders",
     "reports",

@@ -15,8 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
 
 from jobs.models import Job
 from orders.models import Order
@@ -231,6 +234,10 @@ def _schemas() -> dict[str, Any]:
                 "eta_seconds",
                 "row_count",
                 "file_size",
+                "file_size_text",
+                "status_text",
+                "detail",
+                "bar",
                 "error",
                 "download_url",
                 "created_at",
@@ -253,6 +260,10 @@ def _schemas() -> dict[str, Any]:
                 "eta_seconds": {"type": ["number", "null"], "minimum": 0},
                 "row_count": {"type": ["integer", "null"], "minimum": 0},
                 "file_size": {"type": ["integer", "null"], "minimum": 0},
+                "file_size_text": {"type": "string", "description": "The file's size for people, e.g. `27.3 KB`."},
+                "status_text": {"type": "string", "description": "The status in words for people."},
+                "detail": {"type": "string", "description": "A sentence on the queue place, rows so far or file."},
+                "bar": {"type": "string", "enum": ["waiting", "counting", "progress", "done", "none"]},
                 "error": {"type": "string", "description": "Why it failed; empty unless failed."},
                 "download_url": {"type": ["string", "null"], "pattern": "^/api/reports/.+/download$"},
                 "created_at": DATE_TIME,
@@ -513,3 +524,13 @@ def openapi_view(request: HttpRequest) -> JsonResponse:
 
 
 openapi_view.api_methods = ("GET",)  # type: ignore[attr-defined]
+
+
+@require_GET
+def docs_view(request: HttpRequest) -> HttpResponse:
+    """`GET /api/docs/`: the document above for people, through Swagger UI (the static
+    files of the `drf-spectacular-sidecar` package: no CDN)."""
+    return render(request, "orders/api_docs.html", {"schema_url": reverse("orders:api-openapi")})
+
+
+docs_view.documentation_page = True  # type: ignore[attr-defined]  # an HTML page under /api/, no operation

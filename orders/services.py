@@ -154,7 +154,7 @@ def place_order(
         if product is None:
             raise OrderError("unknown_sku", f"There is no product with sku {line.sku}.")
         if product.stock < line.quantity:
-            raise OrderError("out_of_stock", f"Only {max(product.stock, 0)} of {line.sku} left.", status=409)
+            raise OrderError("out_of_stock", f"Only {max(product.stock, 0)} of {product.name} left.", status=409)
     total = sum((products[line.sku].price * line.quantity for line in lines), Decimal("0"))
 
     order = Order(email=email, total=total, priority=priority, card_last4=card[-4:], api_key=api_key)

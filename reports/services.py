@@ -33,6 +33,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.db import connection, connections, transaction
 from django.db.models import F, QuerySet
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 import jobs
@@ -432,10 +433,75 @@ MESSAGES = {
     Report.Status.EXPIRED: "The file was deleted after the retention period; request the report again.",
 }
 
+# The status in words, for people (the list, the status page).
+STATUS_WORDS = {
+    Report.Status.QUEUED: "waiting",
+    Report.Status.RUNNING: "in progress",
+    Report.Status.SUCCEEDED: "ready",
+    Report.Status.FAILED: "failed",
+    Report.Status.CANCELLED: "cancelled",
+    Report.Status.EXPIRED: "expired",
+}
+
+# Why there is nothing to cancel, by the status the report already has.
+NOTHING_TO_CANCEL = {
+    Report.Status.SUCCEEDED: "The report is already finished: nothing to cancel.",
+    Report.Status.FAILED: "The report already failed: nothing to cancel.",
+    Report.Status.CANCELLED: "The report was already cancelled.",
+    Report.Status.EXPIRED: "The report has already expired: nothing to cancel.",
+}
+
+
+def file_size_text(size: int | None) -> str:
+    """The one formatter of a file's size, for the page and its live updates alike."""
+    return "" if size is None else filesizeformat(size).replace("\xa0", " ")
+
+
+def duration_text(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(round(seconds), 1)} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def bar_state(report: Report) -> str:
+    """How the progress bar shows: `waiting` (empty), `counting` (rows not known yet: an
+    indeterminate bar), `progress`, `done`, or `none` (stopped: no bar at all)."""
+    if report.status == Report.Status.QUEUED:
+        return "waiting"
+    if report.status == Report.Status.RUNNING:
+        # Until the first rows are written there is nothing to fill the bar with.
+        return "counting" if report.total_rows is None or not report.rows_done else "progress"
+    return "done" if report.status == Report.Status.SUCCEEDED else "none"
+
+
+def status_detail(report: Report, position: int | None, eta: float | None) -> str:
+    """The line under the bar: the place in the queue, the rows so far, or the file."""
+    left = f" About {duration_text(eta)} left." if eta is not None else ""
+    if report.status == Report.Status.QUEUED:
+        if not position:
+            return "Next in line: it starts as soon as a worker is free."
+        return f"{position} report{'s' if position != 1 else ''} ahead of this one.{left}"
+    if report.status == Report.Status.RUNNING:
+        if report.total_rows is None:
+            return "Counting the rows…"
+        if not report.rows_done:
+            return f"Starting on about {report.total_rows:,} rows…"
+        return f"{report.rows_done:,} of about {report.total_rows:,} rows.{left}"
+    if report.status == Report.Status.SUCCEEDED and report.row_count is not None:
+        rows = f"{report.row_count:,} row{'s' if report.row_count != 1 else ''}"
+        return f"{rows}, {file_size_text(report.file_size)}."
+    return ""
+
 
 def status_document(report: Report, download_url: str | None) -> dict[str, Any]:
     """What the status page polls and the API answers."""
     position = queue_position(report)
+    eta = eta_seconds(report, position)
+    # A queued report next in line has no meaningful estimate (it waits for a worker).
+    if report.status == Report.Status.QUEUED and not position:
+        eta = None
 
     def stamp(value: Any) -> str | None:
         return value.isoformat() if value else None
@@ -451,9 +517,13 @@ def status_document(report: Report, download_url: str | None) -> dict[str, Any]:
         "rows_done": report.rows_done,
         "total_rows": report.total_rows,
         "queue_position": position,
-        "eta_seconds": eta_seconds(report, position),
+        "eta_seconds": eta,
         "row_count": report.row_count,
         "file_size": report.file_size,
+        "file_size_text": file_size_text(report.file_size),
+        "status_text": STATUS_WORDS[report.status],
+        "detail": status_detail(report, position, eta),
+        "bar": bar_state(report),
         "error": report.error if report.status == Report.Status.FAILED else "",
         "download_url": download_url if report.status == Report.Status.SUCCEEDED else None,
         "created_at": stamp(report.created_at),

@@ -62,9 +62,30 @@ def report_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "reports/report_list.html",
-        {"reports": reports, "forms": _forms(bound), "error": error},
+        {"reports": [_row(report) for report in reports], "forms": _forms(bound), "error": error},
         status=status,
     )
+
+
+def _parameters(report: Report) -> list[tuple[str, Any]]:
+    """The stored parameters under their form labels ("From", "Stock under")."""
+    kind = kinds.get(report.kind)
+    fields = kind.form.base_fields if kind else {}
+    return [(getattr(fields.get(name), "label", None) or name, value) for name, value in report.parameters.items()]
+
+
+def _row(report: Report) -> dict[str, Any]:
+    """A line of the list: the kind's title, the status in words, the file when ready."""
+    kind = kinds.get(report.kind)
+    ready = report.status == Report.Status.SUCCEEDED
+    return {
+        "report": report,
+        "title": kind.title if kind else report.kind,
+        "parameters": _parameters(report),
+        "status_text": services.STATUS_WORDS[report.status],
+        "size": services.file_size_text(report.file_size) if ready else "",
+        "download_url": reverse("reports:download", args=[report.id]) if ready else "",
+    }
 
 
 @login_required
@@ -79,6 +100,7 @@ def report_detail(request: HttpRequest, report_id: Any) -> HttpResponse:
             "report": report,
             "status": document,
             "kind": kinds.get(report.kind),
+            "parameters": _parameters(report),
             "status_url": reverse("reports:status", args=[report.id]),
         },
     )
@@ -99,9 +121,8 @@ def report_cancel(request: HttpRequest, report_id: Any) -> HttpResponse:
     if services.cancel_report(report):
         messages.info(request, "The report is cancelled.")
     else:
-        messages.warning(
-            request, f"The report is already {Report.objects.get(pk=report.pk).status}: nothing to cancel."
-        )
+        status = Report.objects.get(pk=report.pk).status
+        messages.warning(request, services.NOTHING_TO_CANCEL.get(status, "There is nothing to cancel."))
     return redirect("reports:detail", report_id=report.id)
 
 

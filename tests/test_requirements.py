@@ -57,8 +57,9 @@ def python_sources(*roots: str) -> str:
 
 
 def uses(source: str, module: str) -> bool:
-    """Imported, or named by a dotted path in the settings (middleware, backends)."""
-    pattern = rf"^\s*(import|from)\s+{re.escape(module)}\b|[\"']{re.escape(module)}\."
+    """Imported, or named by a dotted path in the settings (middleware, backends), or an
+    installed app (INSTALLED_APPS names it alone)."""
+    pattern = rf"^\s*(import|from)\s+{re.escape(module)}\b|[\"']{re.escape(module)}(\.|[\"'])"
     return re.search(pattern, source, re.MULTILINE) is not None
 
 

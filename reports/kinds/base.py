@@ -29,9 +29,29 @@ class KindForm(forms.Form):
         return values
 
 
+def date_presets(today: dt.date) -> list[tuple[str, dt.date, dt.date]]:
+    """The ranges a date form offers with one click: (label, first day, last day)."""
+    first_of_month = today.replace(day=1)
+    last_month_end = first_of_month - dt.timedelta(days=1)
+    return [
+        ("Last 7 days", today - dt.timedelta(days=6), today),
+        ("Last month", last_month_end.replace(day=1), last_month_end),
+        ("This year", today.replace(month=1, day=1), today),
+    ]
+
+
 class DateRangeForm(KindForm):
     start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(label="To (included)", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # An unbound form starts on the last 7 days (today in the site's time zone).
+        today = timezone.localdate()
+        _, start, end = date_presets(today)[0]
+        self.fields["start"].initial = start
+        self.fields["end"].initial = end
+        self.presets = [(label, first.isoformat(), last.isoformat()) for label, first, last in date_presets(today)]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

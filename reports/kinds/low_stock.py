@@ -13,9 +13,14 @@ from reports.kinds import Kind, KindForm, register
 
 
 class LowStockForm(KindForm):
-    threshold = forms.IntegerField(
-        label="Stock under", min_value=1, max_value=1_000_000, required=False, help_text="empty: the shop's threshold"
-    )
+    threshold = forms.IntegerField(label="Stock under", min_value=1, max_value=1_000_000, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Said with its value (read here, not at import: settings may change under tests).
+        shop = settings.LOW_STOCK_THRESHOLD
+        self.fields["threshold"].help_text = f"Empty: the shop's threshold, {shop} units."
+        self.fields["threshold"].widget.attrs["placeholder"] = str(shop)
 
     def clean_threshold(self) -> int:
         # Stored explicitly, so that "empty" and the same number are one identical request.

@@ -1,5 +1,5 @@
-"""A customer in a real browser: the shop, the checkout form, and the confirmation page
-following its jobs on a real `rundramatiq` worker until they are done."""
+"""A customer in a real browser: the shop, the checkout form, and the order page
+following its jobs on a real `rundramatiq` worker, in place, until they are done."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_d
 SCREENSHOT = ROOT / "var" / "screenshots" / "order.png"
 
 
-def test_an_order_placed_in_the_browser_shows_its_jobs_succeeding(
+def test_an_order_placed_in_the_browser_follows_its_jobs_in_place(
     live_server: Any, page: Page, worker_factory: Callable[..., Any]
 ) -> None:
     call_command("seed_demo", stdout=io.StringIO())
@@ -39,24 +39,21 @@ def test_an_order_placed_in_the_browser_shows_its_jobs_succeeding(
     expect(page.get_by_role("heading", level=1)).to_contain_text(f"Order {str(order.id)[:8]} is placed")
     expect(page.get_by_text("Paid 62.30")).to_be_visible()
     expect(page.get_by_text("a confirmation goes to ada@example.com")).to_be_visible()
-    jobs = page.locator("#jobs tr[data-status]")
-    expect(jobs).to_have_count(3)
-    # No worker yet: the jobs wait in Redis and the page keeps refreshing itself.
-    expect(page.locator("#jobs tr[data-status='succeeded']")).to_have_count(0)
-    expect(page.locator("meta[http-equiv='refresh']")).to_have_count(1)
-    expect(page.get_by_text("This page refreshes itself until every job is finished.")).to_be_visible()
+    steps = page.locator("#steps li")
+    expect(steps).to_have_count(2)
+    # No worker yet: the jobs wait in Redis; the page polls its status JSON, in place.
+    expect(page.locator("#steps li[data-step='email']")).to_have_text("Confirmation e-mail: on its way")
+    expect(page.locator("#jobs")).to_have_count(0)  # the technical table is for staff
+    page.evaluate("window.samePage = true")
 
     worker_factory(processes=1, threads=4)
-    # The page refreshes itself every 2 s until every job is finished.
-    expect(page.locator("#jobs tr[data-status='succeeded']")).to_have_count(3, timeout=60_000)
-    expect(page.get_by_text("All jobs are finished.")).to_be_visible()
-    expect(page.locator("meta[http-equiv='refresh']")).to_have_count(0)
-    assert sorted(jobs.locator("td:first-child").all_inner_texts()) == [
-        "record_analytics",
-        "send_confirmation_email",
-        "update_inventory",
-    ]
-    assert jobs.locator(".status").all_inner_texts() == ["succeeded"] * 3
+    expect(page.locator("#order-progress[data-finished='true']")).to_have_count(1, timeout=60_000)
+    assert page.evaluate("window.samePage") is True  # updated in place, never reloaded
+    assert steps.all_inner_texts() == ["Confirmation e-mail: sent", "Your items: set aside for you"]
+    expect(page.locator("#order-summary")).to_contain_text("All done")
+    page_text = page.locator("main").inner_text()
+    for internal in ("send_confirmation_email", "update_inventory", "record_analytics", "succeeded"):
+        assert internal not in page_text
     assert [m["to"] for m in email.sent()] == [["ada@example.com"]]
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

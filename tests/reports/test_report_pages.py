@@ -147,7 +147,7 @@ def test_cancel_of_a_finished_report_changes_nothing(user_client, finished):
     response = user_client.post(f"/reports/{finished.id}/cancel", follow=True)
 
     assert Report.objects.get(pk=finished.pk).status == "succeeded"
-    assert "already succeeded" in response.content.decode()
+    assert "The report is already finished: nothing to cancel." in response.content.decode()
 
 
 def test_a_failed_report_shows_its_reason(user_client, user):

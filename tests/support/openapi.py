@@ -23,7 +23,8 @@ def api_routes() -> dict[str, Any]:
                 walk(pattern.url_patterns, prefix + str(pattern.pattern))
             elif isinstance(pattern, URLPattern):
                 path = "/" + CONVERTER.sub(r"{\1}", prefix + str(pattern.pattern))
-                if path.startswith("/api/"):
+                # /api/docs/ is the document's HTML page for people, not an operation.
+                if path.startswith("/api/") and not getattr(pattern.callback, "documentation_page", False):
                     routes[path] = pattern.callback
 
     walk(get_resolver().url_patterns, "")
