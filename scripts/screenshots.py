@@ -100,11 +100,37 @@ def report(page: Page, site: Site) -> None:
     expect(page.locator("#report[data-status='succeeded']")).to_have_count(1, timeout=120_000)
 
 
+def job_list(page: Page, site: Site) -> None:
+    log_in(page, site, ADMIN)
+    page.goto(f"{site.url}/admin/jobs/job/")
+
+
+def job_detail(page: Page, site: Site) -> None:
+    log_in(page, site, ADMIN)
+    page.goto(f"{site.url}/admin/jobs/job/?status__exact=succeeded&actor=send_confirmation_email")
+    page.locator("#result_list tbody tr th a").first.click()
+    page.wait_for_load_state()
+
+
+def dead_letters(page: Page, site: Site) -> None:
+    log_in(page, site, ADMIN)
+    page.goto(f"{site.url}/admin/jobs/job/dead-letters/")
+
+
+def dashboard(page: Page, site: Site) -> None:
+    log_in(page, site, ADMIN)
+    page.goto(f"{site.url}/admin/jobs/dashboard/")
+
+
 SHOTS: list[Shot] = [
     Shot("shop", shop),
     Shot("order", order),
     Shot("reports", reports),
     Shot("report", report),
+    Shot("job-list", job_list, full_page=False),
+    Shot("job-detail", job_detail),
+    Shot("dead-letters-groups", dead_letters),
+    Shot("dashboard-live", dashboard),
 ]
 
 
@@ -136,6 +162,19 @@ def wait_for(port: int, seconds: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nothing listens on port {port} after {seconds:.0f} s") from None
             time.sleep(0.3)
+
+
+# Dead jobs of three kinds of error for the dead-letters page (as the worker writes them).
+DEAD_LETTERS = """
+from django.utils import timezone
+from jobs.models import Job
+errors = ["SMTPRecipientsRefused: {n}@example.com refused: mailbox unavailable",
+          "ConnectionError: inventory service unavailable", "LookupError: Order {n} not found"]
+for n in range(14):
+    Job.objects.create(actor_name=["send_confirmation_email", "update_inventory", "record_analytics"][n % 3],
+                       status="dead", attempts=6, last_error=errors[n % 3].format(n=1000 + n),
+                       traceback="Traceback (most recent call last): ...", finished_at=timezone.now())
+"""
 
 
 @contextmanager
@@ -176,8 +215,10 @@ def buzzer() -> Iterator[str]:
             "from django.contrib.auth import get_user_model; "
             f"get_user_model().objects.create_user({CUSTOMER[0]!r}, password={CUSTOMER[1]!r})",
         )
+        manage("shell", "-c", DEAD_LETTERS)
         start(PYTHON, "manage.py", "runserver", "--noreload", f"127.0.0.1:{web_port}")
         start(PYTHON, "manage.py", "runworkers", "--processes", "1", "--threads", "4")
+        start(PYTHON, "manage.py", "runscheduler")  # queue samples for the dashboard's charts
         url = f"http://127.0.0.1:{web_port}"
         wait_for(web_port)
         yield url
