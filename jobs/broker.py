@@ -47,6 +47,7 @@ UNDECODABLE_ACTOR = "(undecodable message)"
 
 
 REQUEUE_CHUNK = 1000
+PAUSE_CHECK = 3600.0  # "long ago": the first fetch reads the paused queues
 
 
 class BuzzerConsumer(_RedisConsumer):
@@ -55,6 +56,8 @@ class BuzzerConsumer(_RedisConsumer):
         made = broker.consumers_made
         self._put_back_fetched = made.get(queue_name, 0) > 0  # a restart, not the first consumer
         made[queue_name] = made.get(queue_name, 0) + 1
+        self._pause_checked = -PAUSE_CHECK
+        self._paused = False
 
     def _requeue_fetched(self) -> None:
         acks = f"{self.broker.namespace}:__acks__.{self.broker.broker_id}.{self.queue_name}"
@@ -83,10 +86,29 @@ class BuzzerConsumer(_RedisConsumer):
             sender.flush()  # the worker threads have stopped: what they acked goes now
         super().close()
 
+    def _is_paused(self) -> bool:
+        """Whether an operator paused this queue (jobs.queues), read at most every
+        PAUSE_CHECK_SECONDS; a Redis error counts as not paused (the fetch then fails as
+        it would have)."""
+        from jobs.queues import PAUSE_CHECK_SECONDS, paused_key
+
+        now = time.monotonic()
+        if now - self._pause_checked >= PAUSE_CHECK_SECONDS:
+            self._pause_checked = now
+            base = self.queue_name.removesuffix(".DQ")
+            try:
+                self._paused = bool(self.broker.client.sismember(paused_key(self.broker.namespace), base))
+            except redis.RedisError:
+                self._paused = False
+        return self._paused
+
     def __next__(self) -> Any:
         if self._put_back_fetched:
             self._requeue_fetched()
             self._put_back_fetched = False
+        if not self.message_cache and self._is_paused():
+            time.sleep(min(self.timeout, 1000) / 1000)
+            return None  # idle: nothing fetched while the queue is paused
         while True:
             try:
                 return super().__next__()

@@ -9,12 +9,15 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
 
 from jobs import charts, monitoring
+from jobs import queues as queue_control
 from jobs.alerts import open_alerts
 from jobs.models import Job
 
@@ -36,10 +39,33 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         alerts=open_alerts(),
         charts=charts.build_charts(queues),
         busy=busy(snapshot.workers),
+        paused=queue_control.paused_queues(client, namespace),
+        can_pause=request.user.has_perm("jobs.pause_queue"),
         busy_limit=BUSY_LIMIT,
         refresh_seconds=10,
     )
     return TemplateResponse(request, "admin/jobs/dashboard.html", context)
+
+
+@require_POST
+def pause_view(request: HttpRequest, queue_name: str) -> HttpResponse:
+    """Pause (paused=1) or resume (paused=0) a queue: POST, permission jobs.pause_queue."""
+    if not request.user.has_perm("jobs.pause_queue"):
+        raise PermissionDenied
+    pause = request.POST.get("paused") == "1"
+    try:
+        changed = queue_control.set_paused(queue_name, pause, user=request.user)
+    except queue_control.UnknownQueue as exc:
+        raise Http404(str(exc)) from None
+    except redis.RedisError:
+        messages.error(request, "Redis is not answering: the queue was left as it was.")
+        return HttpResponseRedirect(reverse("admin:jobs_dashboard"))
+    state = "paused" if pause else "resumed"
+    if changed:
+        messages.success(request, f"Queue {queue_name} {state}.")
+    else:
+        messages.info(request, f"Queue {queue_name} was already {state}.")
+    return HttpResponseRedirect(reverse("admin:jobs_dashboard"))
 
 
 BUSY_LIMIT = 200
@@ -78,7 +104,11 @@ def install(site: admin.AdminSite) -> None:
     site_urls = site.get_urls
 
     def get_urls() -> list[Any]:
-        return [path("jobs/dashboard/", site.admin_view(dashboard_view), name="jobs_dashboard"), *site_urls()]
+        return [
+            path("jobs/dashboard/", site.admin_view(dashboard_view), name="jobs_dashboard"),
+            path("jobs/dashboard/queue/<path:queue_name>/", site.admin_view(pause_view), name="jobs_queue_pause"),
+            *site_urls(),
+        ]
 
     site.get_urls = get_urls  # type: ignore[method-assign]
     site._buzzer_dashboard = True  # type: ignore[attr-defined]

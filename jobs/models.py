@@ -89,6 +89,7 @@ class Job(models.Model):
             ("discard_job", "Can discard dead jobs"),
             ("cancel_job", "Can cancel waiting and running jobs"),
             ("requeue_job", "Can requeue stalled and lost jobs now"),
+            ("pause_queue", "Can pause and resume queues"),
         ]
 
     def __str__(self) -> str:
@@ -187,6 +188,8 @@ class JobAction(models.Model):
         CANCEL = "cancel", "cancelled"
         CANCEL_REQUESTED = "cancel_request", "cancellation requested (running)"
         REQUEUE = "requeue", "requeued now"
+        QUEUE_PAUSE = "queue_pause", "queue paused"
+        QUEUE_RESUME = "queue_resume", "queue resumed"
 
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="actions")
     job_ref = models.UUIDField(null=True, blank=True, db_index=True)  # kept after the job is deleted

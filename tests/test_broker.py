@@ -140,3 +140,20 @@ def test_without_batched_acks_the_consumer_acks_as_dramatiq_does(broker, setting
     consumer.ack(next(consumer))
     assert broker.ack_sender() is None
     assert broker.client.scard(key(f"__acks__.{broker.broker_id}.default")) == 0
+
+
+def test_a_paused_queue_is_not_fetched_from_until_it_is_resumed(broker, settings):
+    from jobs import queues
+
+    for n in range(3):
+        broker.enqueue(message(n))
+    broker.client.sadd(queues.paused_key(broker.namespace), "default")
+    consumer = broker.consume("default", prefetch=10, timeout=100)
+
+    assert next(consumer) is None  # paused: nothing fetched
+    assert broker.client.llen(key("default")) == 3
+
+    broker.client.srem(queues.paused_key(broker.namespace), "default")
+    consumer._pause_checked -= queues.PAUSE_CHECK_SECONDS  # as a second later
+    delivered = next(consumer)
+    assert delivered is not None and delivered.kwargs["n"] == 0

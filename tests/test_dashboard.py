@@ -126,3 +126,34 @@ def test_charts_bucket_samples_by_minute_for_the_hour_and_by_quarter_hour_for_th
     assert next(s for s in day_rate.series if s.name == "default").last == pytest.approx(120 / 15)
     assert next(s for s in day_depth.series if s.name == "premium").segments == []
     assert hour_depth.empty is False and next(s for s in hour_depth.series if s.name == "premium").last is None
+
+
+def test_operators_pause_and_resume_a_queue_with_permission_and_audit(client, django_user_model, real_broker):
+    from django.contrib.auth.models import Permission
+
+    from jobs import queues
+    from jobs.models import JobAction
+
+    viewer = django_user_model.objects.create_user("viewer", password="pw-for-tests-only", is_staff=True)
+    operator = django_user_model.objects.create_user("op", password="pw-for-tests-only", is_staff=True)
+    operator.user_permissions.add(Permission.objects.get(codename="pause_queue"))
+    for user in (viewer, operator):
+        user.user_permissions.add(Permission.objects.get(codename="view_job"))
+    pause_url = "/admin/jobs/dashboard/queue/default/"
+
+    client.force_login(viewer)
+    assert 'action="/admin/jobs/dashboard/queue/default/"' not in client.get(URL).content.decode()
+    assert client.post(pause_url, {"paused": "1"}).status_code == 403
+    assert queues.paused_queues(real_broker.client, real_broker.namespace) == set()
+
+    client.force_login(operator)
+    assert 'action="/admin/jobs/dashboard/queue/default/"' in client.get(URL).content.decode()
+    assert client.post(pause_url, {"paused": "1"}).status_code == 302
+    assert queues.paused_queues(real_broker.client, real_broker.namespace) == {"default"}
+    assert '<span class="buzzer-bad">paused</span>' in main_part(client.get(URL))
+    assert client.post(pause_url, {"paused": "0"}).status_code == 302
+    assert queues.paused_queues(real_broker.client, real_broker.namespace) == set()
+    kinds = list(JobAction.objects.filter(subject="queue default").values_list("kind", "user__username"))
+    assert kinds == [("queue_pause", "op"), ("queue_resume", "op")]
+    assert client.post("/admin/jobs/dashboard/queue/nope/", {"paused": "1"}).status_code == 404
+    assert client.get(pause_url).status_code == 405
