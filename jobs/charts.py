@@ -33,7 +33,20 @@ class Series:
     name: str
     color: str
     segments: list[str] = field(default_factory=list)  # SVG polyline points, one per unbroken run
+    dots: list[tuple[str, str]] = field(default_factory=list)  # lone points (sparse data), drawn as circles
     last: float | None = None
+    current: float | None = None  # the value now, as the dashboard's table shows it (depth)
+    unit: str = ""
+
+    @property
+    def legend(self) -> str:
+        """The series' name and the number its legend shows: the current value where the
+        table has it (the depth now), else the latest bucket's."""
+        if self.current is not None:
+            return f"{self.name}: {_format_number(self.current)} now"
+        if self.last is not None:
+            return f"{self.name}: {_format_number(self.last)}{self.unit} in the latest bucket"
+        return self.name
 
 
 @dataclass
@@ -61,7 +74,7 @@ class Chart:
 
     @property
     def empty(self) -> bool:
-        return not any(s.segments for s in self.series)
+        return not any(s.segments or s.dots for s in self.series)
 
 
 def _nice_ceiling(value: float) -> float:
@@ -93,8 +106,11 @@ def _geometry(
         run: list[str] = []
         for i, value in enumerate([*points, None]):
             if value is None:
-                if run:  # a lone point is drawn as a dot: the same point twice, round caps
-                    line.segments.append(" ".join(run if len(run) > 1 else run * 2))
+                if len(run) > 1:
+                    line.segments.append(" ".join(run))
+                elif run:  # a lone point (a sample now and then): a dot big enough to see
+                    x_text, _, y_text = run[0].partition(",")
+                    line.dots.append((x_text, y_text))
                 run = []
                 continue
             x = LEFT + (i + 0.5) / buckets * plot_w
@@ -134,5 +150,19 @@ def build_charts(queues: list[str], now: datetime | None = None) -> list[Chart]:
         for (name, index), total in sums.items():
             processed[name][index] = total / minutes
         charts.append(_geometry("Depth (max per bucket)", range_label, depth, start, now))
-        charts.append(_geometry("Throughput (jobs per minute)", range_label, processed, start, now))
+        throughput = _geometry("Throughput (jobs per minute)", range_label, processed, start, now)
+        for series in throughput.series:
+            series.unit = "/min"
+        charts.append(throughput)
+    return charts
+
+
+def with_current_depths(charts: list[Chart], depths: dict[str, int]) -> list[Chart]:
+    """Label the depth charts' legends with each queue's depth now, the number the
+    dashboard's queue table shows (the chart's last bucket is a maximum over a minute or
+    a quarter of an hour, which may well differ)."""
+    for chart in charts:
+        if chart.title.startswith("Depth"):
+            for series in chart.series:
+                series.current = depths.get(series.name)
     return charts

@@ -37,7 +37,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     context.update(
         snapshot=snapshot,
         alerts=open_alerts(),
-        charts=charts.build_charts(queues),
+        charts=charts.with_current_depths(charts.build_charts(queues), {q.name: q.depth for q in snapshot.queues}),
         busy=busy(snapshot.workers),
         paused=queue_control.paused_queues(client, namespace),
         can_pause=request.user.has_perm("jobs.pause_queue"),

@@ -63,7 +63,8 @@ def test_staff_see_queues_workers_actors_alerts_and_charts(admin_client, real_br
     assert '<tr data-actor="shop.email"><td>shop.email</td><td>2</td>' in page
     assert "50.0 %" in page  # one dead out of two
     assert "Queue default has been rising" in page
-    assert page.count("<svg") == 4 and '<polyline points="' in page
+    assert page.count("<svg") == 4 and '<circle cx="' in page  # one sample: a dot that shows
+    assert "default: 2 now" in page  # the depth chart's legend says what the table says
     assert "<script" not in page  # inline SVG, no chart library
     busy = page.split('id="busy"', 1)[1].split("</table>", 1)[0]
     assert f">{str(mine.pk)[:8]}</a></td>" in busy and f">{str(lost.pk)[:8]}</a></td>" in busy
