@@ -167,11 +167,15 @@ class JobActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The audit log: every retry, discard, recovery and schedule action, kept after the
     jobs they name are pruned."""
 
-    list_display = ["at", "kind", "who", "job_link", "subject", "reason"]
+    list_display = ["when", "kind", "who", "job_link", "subject", "reason"]
     list_filter = ["kind"]
     search_fields = ["=job_ref", "subject", "reason"]
     list_select_related = ["user"]
     date_hierarchy = "at"
+
+    @admin.display(description="when", ordering="at")
+    def when(self, action: JobAction) -> str:
+        return timefmt.moment(action.at)
 
     @admin.display(description="by")
     def who(self, action: JobAction) -> str:
@@ -880,7 +884,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             runs = schedules.next_runs(schedule, count=1)
         except Exception:  # noqa: BLE001 - a bad cron shows as such, the page still renders
             return "invalid cron expression"
-        return f"{runs[0]:%Y-%m-%d %H:%M:%S %Z}" if runs else "–"
+        return timefmt.absolute(runs[0]) if runs else "–"
 
     @admin.display(description="next runs")
     def upcoming(self, schedule: Schedule) -> str:
@@ -890,7 +894,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             runs = schedules.next_runs(schedule)
         except Exception:  # noqa: BLE001 - a bad cron shows as such, the page still renders
             return "invalid cron expression"
-        return format_html_join(", ", "{}", ((f"{run:%Y-%m-%d %H:%M:%S %Z}",) for run in runs)) if runs else "–"
+        return format_html_join(", ", "{}", ((timefmt.moment(run),) for run in runs)) if runs else "–"
 
     @admin.display(description="last runs")
     def recent_runs(self, schedule: Schedule) -> str:
@@ -900,7 +904,10 @@ class ScheduleAdmin(admin.ModelAdmin):
         rows = format_html_join(
             "",
             '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>',
-            ((reverse("admin:jobs_job_change", args=[job.pk]), job.created_at, job.status, job.key) for job in runs),
+            (
+                (reverse("admin:jobs_job_change", args=[job.pk]), timefmt.moment(job.created_at), job.status, job.key)
+                for job in runs
+            ),
         )
         return format_html(
             '<table class="buzzer-table"><tr><th>enqueued</th><th>status</th><th>key</th></tr>{}</table>', rows
