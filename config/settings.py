@@ -286,6 +286,12 @@ BUZZER_SWEEP_INTERVAL_SECONDS = env.float("BUZZER_SWEEP_INTERVAL_SECONDS", defau
 # BUZZER_WORKER_POLL_MS. Together: a delayed job starts well within a second of its time.
 BUZZER_DUE_POLL_SECONDS = env.float("BUZZER_DUE_POLL_SECONDS", default=0.25)
 BUZZER_WORKER_POLL_MS = env.int("BUZZER_WORKER_POLL_MS", default=250)
+# Wake-up: every send also pushes a nudge (same round trip) that idle workers wait on
+# with a blocking call between polls, so a job sent to an idle worker starts within a
+# few milliseconds instead of up to a poll interval later (jobs/broker.py;
+# bench/idle_latency.py: p50 ~2-4 ms against ~40 ms with the 250 ms poll alone).
+# Off: idle workers only poll, as plain Dramatiq does.
+BUZZER_WORKER_WAKEUP = env.bool("BUZZER_WORKER_WAKEUP", default=True)
 # How long a worker's claim on a job is remembered in Redis: a duplicate delivery within
 # this window is skipped (the effects ledger still guards side effects after it).
 BUZZER_CLAIM_TTL_SECONDS = env.int("BUZZER_CLAIM_TTL_SECONDS", default=86_400)
