@@ -18,7 +18,9 @@ the gunicorn processes plus, on PostgreSQL, the backends serving the benchmark's
 database (`CPU ms GET`, `CPU ms POST`), and with the workers' CPU for the order's three
 jobs added. `CPU ratio` is the throughput ratio CPU alone would allow: on a shared
 2-core machine the most stable of these figures. Every response must be a 2xx and at the
-end every order must have its three jobs, all `succeeded`.
+end every order must have its three jobs, all `succeeded`. The bar (issue 12, goal 1):
+POST at >= 0.4x GET at 8 connections. `--quick` (bench/summary.py): 8 connections, workers
+busy, one round of 5 s each.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.jobs_throughput import bench_redis_url, prepare_database, web_environment  # noqa: E402
+from bench.result import emit  # noqa: E402
 
 WRK = "/usr/bin/wrk"
 SKU = "STK-001"
@@ -81,6 +84,7 @@ class Run:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="8 connections, workers busy, 1 round of 5 s")
     parser.add_argument("--database-url", default=f"sqlite:///{ROOT / 'var' / 'bench-order-throughput.sqlite3'}")
     parser.add_argument("--redis-url", default=None, help="default: REDIS_URL's server, database 9")
     parser.add_argument("--port", type=int, default=8766)
@@ -96,7 +100,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--worker-processes", type=int, default=2)
     parser.add_argument("--worker-threads", type=int, default=4)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.rounds, args.connections, args.workers = 5, 1, "8", "busy"
+    return args
 
 
 def ensure_wrk() -> None:
@@ -352,6 +359,25 @@ def main() -> None:
             )
     ok = states == {"succeeded": 3 * orders}
     print(f"orders: {orders}, their jobs: {states} {'(all succeeded)' if ok else '(NOT all succeeded)'}")
+    mode = "busy" if "busy" in modes else modes[0]
+    conns = 8 if any(r.connections == 8 for r in runs) else max(r.connections for r in runs)
+    g, p = median_run(runs, mode, "GET", conns), median_run(runs, mode, "POST", conns)
+    ratio = statistics.median(post.rate / get.rate for get, post in pairs(runs, mode, conns))
+    emit(
+        "order_throughput",
+        figure=f"POST {p.rate:.0f}/s = {ratio:.2f}x GET {g.rate:.0f}/s (c={conns}, workers {mode}); "
+        f"POST p50 {p.p50_ms:.0f} ms, p99 {p.p99_ms:.0f} ms",
+        bar="POST >= 0.4x GET at 8 connections, every job succeeded",
+        passed=ratio >= 0.4 and ok,
+        database=vendor,
+        connections=conns,
+        workers=mode,
+        get_per_s=round(g.rate, 1),
+        post_per_s=round(p.rate, 1),
+        ratio=round(ratio, 3),
+        post_p50_ms=round(p.p50_ms, 1),
+        post_p99_ms=round(p.p99_ms, 1),
+    )
     if not ok:
         sys.exit(1)
 
