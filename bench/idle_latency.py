@@ -20,6 +20,7 @@ with the default settings.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import signal
@@ -85,15 +86,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
 def setup(database_url: str, redis_url: str, namespace: str) -> dict[str, str]:
-    env = web_environment(
-        database_url, redis_url, DJANGO_SETTINGS_MODULE="bench.settings", BUZZER_NAMESPACE=namespace
-    ) | {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env = web_environment(database_url, redis_url, BUZZER_NAMESPACE=namespace, PYTHONPATH=str(ROOT))
+    env |= {"DJANGO_SETTINGS_MODULE": "bench.settings", "PYTHONUNBUFFERED": "1"}
     for knob in KNOBS:
         env.pop(knob, None)  # the modes say what they change; the rest is the project's default
+        os.environ.pop(knob, None)
     os.environ.update(env)
     import django
 
@@ -143,14 +144,14 @@ def one_sample(client: Any) -> float:
     from django.db import transaction
 
     import jobs
-    from bench.tasks import STARTS_KEY, idle_probe
+    from bench.tasks import idle_probe, starts_key
 
     token = uuid.uuid4().hex
     committed: list[float] = []
     with transaction.atomic():
         transaction.on_commit(lambda: committed.append(time.time()))  # runs first: right after COMMIT
         jobs.enqueue(idle_probe, token)
-    popped = client.blpop([STARTS_KEY], timeout=30)
+    popped = client.blpop([starts_key()], timeout=30)
     if popped is None:
         sys.exit("the probe job did not start within 30 s")
     got, started = popped[1].decode().split()

@@ -8,7 +8,11 @@ import dramatiq
 
 import jobs
 
-STARTS_KEY = "bench:idle-latency:starts"
+
+def starts_key() -> str:
+    from django.conf import settings
+
+    return f"{settings.BUZZER_NAMESPACE}:bench:idle-latency:starts"
 
 
 @jobs.actor(max_retries=0, time_limit=60_000)
@@ -16,4 +20,4 @@ def idle_probe(token: str) -> None:
     """Records when it started (wall clock, same host as the sender) and nothing else:
     bench/idle_latency.py measures the way to the actor, not the work."""
     started = time.time()
-    dramatiq.get_broker().client.rpush(STARTS_KEY, f"{token} {started!r}")
+    dramatiq.get_broker().client.rpush(starts_key(), f"{token} {started!r}")
