@@ -17,7 +17,8 @@ test Client logged in as a superuser (job list, each list filter, each kind of s
 dead letters, the queue dashboard, a job's page): one warm-up request, then the median
 of --rounds. It prints both sizes side by side with the ratio. The bar (issue 10): every
 page at the big size in at most 2x its time at 1,000 rows. `--quick` (bench/summary.py):
-100,000 rows, one run of each size, 3 requests per page.
+100,000 rows, two runs of each size, and databases built by an earlier run are kept
+(`--reuse`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ STATUSES = [("dead", 100), ("retrying", 10), ("enqueued", 30), ("pending", 5), (
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="100,000 rows, 1 run, 3 requests (unless given)")
+    parser.add_argument("--quick", action="store_true", help="100,000 rows, 2 runs, --reuse (unless given)")
     parser.add_argument("--rows", type=int, default=None, help="jobs in the big database (default 1,000,000)")
     parser.add_argument("--small", type=int, default=1_000, help="jobs in the small database")
     parser.add_argument("--rounds", type=int, default=None, help="timed requests per page (median; default 5)")
@@ -84,8 +85,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.rows = args.rows or (100_000 if args.quick else 1_000_000)
-    args.rounds = args.rounds or (3 if args.quick else 5)
-    args.repeat = args.repeat or (1 if args.quick else 3)
+    args.rounds = args.rounds or 5
+    args.repeat = args.repeat or (2 if args.quick else 3)
+    args.reuse = args.reuse or args.quick
     return args
 
 
