@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    load_before = os.getloadavg()[0]
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-summary-") as tmp:
         server = RedisServer(Path(tmp) / "redis").start()
@@ -200,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (time.monotonic() - started) / 60
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"\n{when}, commit {commit.stdout.strip() or '?'}, {minutes:.1f} min, SQLite unless marked:\n")
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} cores)"
+    print(f"\n{when}, commit {commit.stdout.strip() or '?'}, {minutes:.1f} min, {load}, SQLite unless marked:\n")
     print(format_table(rows))
     return 1 if any(r.result == "error" for r in rows) else 0
 
