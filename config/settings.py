@@ -289,8 +289,8 @@ BUZZER_WORKER_POLL_MS = env.int("BUZZER_WORKER_POLL_MS", default=250)
 # Wake-up: every send also pushes a nudge (same round trip) that idle workers wait on
 # with a blocking call between polls, so a job sent to an idle worker starts within a
 # few milliseconds instead of up to a poll interval later (jobs/broker.py;
-# bench/idle_latency.py: p50 ~2-4 ms against ~40 ms with the 250 ms poll alone).
-# Off: idle workers only poll, as plain Dramatiq does.
+# bench/idle_latency.py: p50 3-4 ms against ~60 ms with the 250 ms poll alone), for one
+# BLPOP per queue per poll. Off: idle workers only poll, as plain Dramatiq does.
 BUZZER_WORKER_WAKEUP = env.bool("BUZZER_WORKER_WAKEUP", default=True)
 # How long a worker's claim on a job is remembered in Redis: a duplicate delivery within
 # this window is skipped (the effects ledger still guards side effects after it).
