@@ -101,8 +101,12 @@ format: dev-deps
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: dev-deps redis
-	$(PY) bench/jobs_throughput.py
+# Every benchmark in its quick mode, one after another (a few minutes), then one table of
+# their figures, bars and results (bench/summary.py; each script alone runs longer and
+# says more). They start a Redis server of their own. On PostgreSQL too:
+# make bench BENCH_ARGS="--database-url postgres://postgres@127.0.0.1:5432/bench_summary"
+bench: dev-deps redis-binary
+	$(PY) bench/summary.py $(BENCH_ARGS)
 
 # PNGs of the pages at 1366 px and 390 px in docs/img/ (scripts/screenshots.py: a Buzzer
 # of its own with demo data, Playwright on Debian's Chromium; `make screenshots

@@ -10,7 +10,9 @@ and a SQL database of the benchmark's own (never the data of `make run`):
 "tracked" writes Job rows, dispatches them through `jobs.services.dispatch` and runs
 workers with the full middleware stack; its time runs until every row is `succeeded`.
 The queue is filled before the workers start; the clock starts when the first job is
-taken and stops when the last one is finished.
+taken and stops when the last one is finished. The bar (issue 12, goal 2): tracked at
+>= 90% of bare at the default prefetch, >= 80% with `--prefetch 64`. `--quick`: 4,000
+jobs, two rounds (bench/summary.py).
 """
 
 from __future__ import annotations
@@ -28,17 +30,23 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.result import emit  # noqa: E402
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="4,000 jobs (unless given)")
+    parser.add_argument("--jobs", type=int, default=None, help="default 20,000")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating bare/tracked rounds; medians reported")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating bare/tracked rounds; medians reported")
     parser.add_argument("--prefetch", type=int, default=None, help="dramatiq_queue_prefetch for the workers")
     parser.add_argument("--database-url", default=f"sqlite:///{ROOT / 'var' / 'bench.sqlite3'}")
     parser.add_argument("--redis-url", default=None, help="default: REDIS_URL's server, database 14")
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.jobs = args.jobs or (4_000 if args.quick else 20_000)
+    args.rounds = args.rounds or 2
+    return args
 
 
 def bench_redis_url(args: argparse.Namespace, database: int = 14) -> str:
@@ -224,6 +232,19 @@ def main() -> None:
         f"  bare Dramatiq   {bare:8.0f} jobs/s\n"
         f"  Buzzer tracked  {tracked:8.0f} jobs/s  (every Job row succeeded)\n"
         f"  ratio           {tracked / bare:8.1%}"
+    )
+    bar = 0.8 if args.prefetch and args.prefetch >= 64 else 0.9
+    prefetch = f"prefetch {args.prefetch}" if args.prefetch else "default prefetch"
+    emit(
+        "jobs_throughput",
+        figure=f"tracked {tracked / bare:.0%} of bare ({tracked:,.0f} / {bare:,.0f} jobs/s, {prefetch})",
+        bar=f"tracked >= {bar:.0%} of bare",
+        passed=tracked / bare >= bar,
+        database=connection.vendor,
+        prefetch=args.prefetch,
+        bare_jobs_per_s=round(bare),
+        tracked_jobs_per_s=round(tracked),
+        ratio=round(tracked / bare, 3),
     )
 
 

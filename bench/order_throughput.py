@@ -18,7 +18,10 @@ the gunicorn processes plus, on PostgreSQL, the backends serving the benchmark's
 database (`CPU ms GET`, `CPU ms POST`), and with the workers' CPU for the order's three
 jobs added. `CPU ratio` is the throughput ratio CPU alone would allow: on a shared
 2-core machine the most stable of these figures. Every response must be a 2xx and at the
-end every order must have its three jobs, all `succeeded`.
+end every order must have its three jobs, all `succeeded`. The bar (issue 12, goal 1):
+POST at >= 0.4x GET at 8 connections, held with the workers idle (what the web server
+accepts); the busy figure is printed next to it. `--quick` (bench/summary.py): 8
+connections, two rounds of 4 s each.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.jobs_throughput import bench_redis_url, prepare_database, web_environment  # noqa: E402
+from bench.result import emit  # noqa: E402
 
 WRK = "/usr/bin/wrk"
 SKU = "STK-001"
@@ -81,6 +85,7 @@ class Run:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="8 connections, 2 rounds of 4 s")
     parser.add_argument("--database-url", default=f"sqlite:///{ROOT / 'var' / 'bench-order-throughput.sqlite3'}")
     parser.add_argument("--redis-url", default=None, help="default: REDIS_URL's server, database 9")
     parser.add_argument("--port", type=int, default=8766)
@@ -96,7 +101,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--worker-processes", type=int, default=2)
     parser.add_argument("--worker-threads", type=int, default=4)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.rounds, args.connections = 4, 2, "8"
+    return args
 
 
 def ensure_wrk() -> None:
@@ -352,6 +360,28 @@ def main() -> None:
             )
     ok = states == {"succeeded": 3 * orders}
     print(f"orders: {orders}, their jobs: {states} {'(all succeeded)' if ok else '(NOT all succeeded)'}")
+    conns = 8 if any(r.connections == 8 for r in runs) else max(r.connections for r in runs)
+    figures: dict[str, float] = {}
+    for mode in modes:
+        g, p = median_run(runs, mode, "GET", conns), median_run(runs, mode, "POST", conns)
+        figures[f"{mode}_get_per_s"], figures[f"{mode}_post_per_s"] = round(g.rate, 1), round(p.rate, 1)
+        figures[f"{mode}_ratio"] = round(statistics.median(b.rate / a.rate for a, b in pairs(runs, mode, conns)), 3)
+        figures[f"{mode}_post_p99_ms"] = round(p.p99_ms, 1)
+    held = modes[0]
+    figure = "; ".join(
+        f"workers {mode}: POST {figures[f'{mode}_post_per_s']:.0f}/s = {figures[f'{mode}_ratio']:.2f}x GET "
+        f"{figures[f'{mode}_get_per_s']:.0f}/s"
+        for mode in modes
+    )
+    emit(
+        "order_throughput",
+        figure=f"{figure} (c={conns})",
+        bar=f"POST >= 0.4x GET at 8 connections, workers {held}; every job succeeded",
+        passed=figures[f"{held}_ratio"] >= 0.4 and ok,
+        database=vendor,
+        connections=conns,
+        **figures,
+    )
     if not ok:
         sys.exit(1)
 

@@ -25,6 +25,15 @@ while the previous batch was on its way in one pipeline, and a worker thread goe
 once. A process that dies with acks unsent leaves those messages fetched under its id:
 they are put back on their queues like the rest of a dead worker's messages, and their
 jobs' claims (or the finished rows) skip them. `BUZZER_BATCHED_ACKS=0` turns it off.
+
+An idle consumer does not only sleep between polls: it waits on its queue's wake-up
+list (`<namespace>:<queue>.wake`, a blocking `BLPOP` bounded by the same back-off), onto
+which every send pushes a nudge in the same round trip as the message. A job sent to an
+idle worker starts within milliseconds, while the idle poll stays at
+BUZZER_WORKER_POLL_MS (bench/idle_latency.py measures both). A lost nudge costs nothing
+but that poll interval. Only a consumer with room for more messages waits on the list,
+so a busy worker never takes a nudge meant for an idle one; delay queues (`.DQ`) poll as
+before.
 """
 
 from __future__ import annotations
@@ -34,12 +43,15 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import redis
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import current_millis
+from dramatiq.common import compute_backoff, current_millis
 from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.message import Message
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +60,33 @@ UNDECODABLE_ACTOR = "(undecodable message)"
 
 REQUEUE_CHUNK = 1000
 PAUSE_CHECK = 3600.0  # "long ago": the first fetch reads the paused queues
+
+# Nudges kept on a wake-up list while no consumer waits (its workers are all busy): a
+# few, so that a burst can wake several idle processes, never an unbounded pile.
+WAKE_BACKLOG = 8
+WAKE_TTL_SECONDS = 60
+# Back-offs shorter than this (the first few after a message) are plain sleeps: a
+# blocking call would cost a round trip for a wait that ends almost at once anyway.
+MIN_BLOCKING_WAIT_MS = 50
+
+
+def wake_key(namespace: str, queue_name: str) -> str:
+    return f"{namespace}:{queue_name}.wake"
+
+
+def add_nudges(pipe: Any, namespace: str, queue_names: Iterable[str]) -> int:
+    """Queue on `pipe` one nudge for each queue (delay queues excepted: their consumers
+    poll). Returns how many commands were added."""
+    added = 0
+    for queue_name in sorted(set(queue_names)):
+        if queue_name.endswith(".DQ"):
+            continue
+        key = wake_key(namespace, queue_name)
+        pipe.lpush(key, 1)
+        pipe.ltrim(key, 0, WAKE_BACKLOG - 1)
+        pipe.expire(key, WAKE_TTL_SECONDS)
+        added += 3
+    return added
 
 
 class BuzzerConsumer(_RedisConsumer):
@@ -58,6 +97,10 @@ class BuzzerConsumer(_RedisConsumer):
         made[queue_name] = made.get(queue_name, 0) + 1
         self._pause_checked = -PAUSE_CHECK
         self._paused = False
+        self._wake_key = wake_key(broker.namespace, queue_name) if broker.wakeup and ".DQ" not in queue_name else ""
+        # A blocking call must end before the client's read timeout would cut it off.
+        socket_timeout = broker.client.connection_pool.connection_kwargs.get("socket_timeout")
+        self._max_block_s = max(0.05, socket_timeout - 0.5) if socket_timeout else 60.0
 
     def _requeue_fetched(self) -> None:
         acks = f"{self.broker.namespace}:__acks__.{self.broker.broker_id}.{self.queue_name}"
@@ -111,9 +154,45 @@ class BuzzerConsumer(_RedisConsumer):
             return None  # idle: nothing fetched while the queue is paused
         while True:
             try:
-                return super().__next__()
+                return self._next_message()
             except DecodeError as error:
                 self._quarantine(error.data, error)
+
+    def _next_message(self) -> MessageProxy | None:
+        """Dramatiq 2.2.1's `_RedisConsumer.__next__`, but for the idle wait
+        (`_wait_for_work` instead of a plain sleep)."""
+        try:
+            while True:
+                try:
+                    data = self.message_cache.pop(0)
+                    if data is None:
+                        logger.warning("Found 'None' message in message cache for queue %r", self.queue_name)
+                        continue
+                    self.misses = 0
+                    message = Message.decode(data)
+                    self.queued_message_ids.add(message.message_id)
+                    return MessageProxy(message)
+                except IndexError:
+                    messages = []
+                    if self.outstanding_message_count < self.prefetch:
+                        self.message_cache = messages = self.broker.do_fetch(
+                            self.queue_name, self.prefetch - self.outstanding_message_count
+                        )
+                    if not messages:
+                        self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                        self._wait_for_work(backoff_ms)
+                        return None
+        except redis.ConnectionError as e:
+            raise ConnectionClosed(e) from None
+
+    def _wait_for_work(self, backoff_ms: float) -> None:
+        """Sleep `backoff_ms`, or less when a nudge says that work has been sent. Only a
+        consumer with room for more messages takes a nudge: one that could not fetch
+        would swallow it, and an idle worker elsewhere would sleep on."""
+        if not self._wake_key or backoff_ms < MIN_BLOCKING_WAIT_MS or self.outstanding_message_count >= self.prefetch:
+            time.sleep(backoff_ms / 1000)
+            return
+        self.broker.client.blpop([self._wake_key], timeout=min(backoff_ms / 1000, self._max_block_s))
 
     def _quarantine(self, data: bytes, error: Exception) -> None:
         redis_id = self._find_redis_id(data)
@@ -150,6 +229,7 @@ class BuzzerRedisBroker(RedisBroker):
         kwargs.setdefault("namespace", settings.BUZZER_NAMESPACE)
         super().__init__(**kwargs)
         self.consumers_made: dict[str, int] = {}
+        self.wakeup: bool = settings.BUZZER_WORKER_WAKEUP
 
         self._acks: AckSender | None = None
         self._acks_lock = threading.Lock()
@@ -157,6 +237,20 @@ class BuzzerRedisBroker(RedisBroker):
     @property
     def consumer_class(self) -> type[_RedisConsumer]:
         return BuzzerConsumer
+
+    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+        """Dramatiq's enqueue, then a nudge for the queue's idle consumers (the outbox's
+        sends put theirs in their own pipeline: `jobs.services`). A failed nudge fails
+        nothing: the message is in Redis, and is fetched at the next poll."""
+        sent = super().enqueue(message, delay=delay)
+        if self.wakeup and delay is None:
+            pipe = self.client.pipeline(transaction=False)
+            add_nudges(pipe, self.namespace, [sent.queue_name])
+            try:
+                pipe.execute()
+            except redis.RedisError as error:
+                logger.info("Could not nudge the consumers of %s: %s", sent.queue_name, error)
+        return sent
 
     def ack_sender(self, create: bool = True) -> AckSender | None:
         """The process's ack sender (None when acks are sent one by one)."""

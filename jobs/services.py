@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from config import logging as _logging
+from jobs.broker import add_nudges
 from jobs.events import subscribers
 from jobs.models import Job
 
@@ -405,7 +406,9 @@ def _send_pipelined(broker: RedisBroker, jobs: list[Job]) -> list[Any]:
                 message.options["redis_message_id"],
                 message.encode(),
             )
-        results = pipe.execute(raise_on_error=False)
+        if settings.BUZZER_WORKER_WAKEUP:  # the idle consumers' nudges ride in the same round trip
+            add_nudges(pipe, broker.namespace, [message.queue_name for _job, message in waiting])
+        results = pipe.execute(raise_on_error=False)[: len(waiting)]
         unknown_script = []
         for (job, message), result in zip(waiting, results, strict=True):
             if isinstance(result, redis.exceptions.NoScriptError):
