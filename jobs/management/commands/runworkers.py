@@ -68,7 +68,7 @@ class Command(BaseCommand):
         if is_single_pool(common):
             if spec is not None:
                 raise CommandError("--groups cannot be combined with --processes, --threads or --queues")
-            sys.exit(supervise_all([Child("rundramatiq", [*base, *common])]))
+            sys.exit(supervise_all([Child("pool", [*base, *common])]))
         try:
             groups = worker_groups(spec)
         except topology.TopologyError as exc:
@@ -168,7 +168,7 @@ class Child:
 
 def supervise(command: list[str]) -> int:
     """One `rundramatiq` command under the supervisor."""
-    return supervise_all([Child("rundramatiq", command)])
+    return supervise_all([Child("pool", command)])
 
 
 def supervise_all(children: list[Child]) -> int:
@@ -183,8 +183,14 @@ def supervise_all(children: list[Child]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
 
-    for child in children:
+    def start(child: Child) -> None:
         child.start()
+        if stopping:  # the signal came while it started: it must stop too
+            child.process.send_signal(stopping[0])  # type: ignore[union-attr]
+
+    for child in children:
+        if not stopping:
+            start(child)
     while not stopping:
         now = time.monotonic()
         for child in children:
@@ -192,9 +198,7 @@ def supervise_all(children: list[Child]) -> int:
             if code is not None and not stopping:
                 schedule_restart(child, code, now)
             elif child.restart_at is not None and now >= child.restart_at and not stopping:
-                child.start()
-                if stopping:  # the signal came while it started: it must stop too
-                    child.process.send_signal(stopping[0])  # type: ignore[union-attr]
+                start(child)
         time.sleep(POLL_SECONDS)
     codes = [wait_for(child) for child in children]
     for child, code in zip(children, codes, strict=True):
