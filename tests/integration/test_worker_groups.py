@@ -4,6 +4,8 @@ them up. Real Redis, real `runworkers` processes."""
 
 from __future__ import annotations
 
+import os
+import signal
 from datetime import datetime, timezone
 
 import pytest
@@ -65,7 +67,6 @@ def test_a_premium_job_starts_at_once_while_every_standard_thread_is_busy(produc
     assert set(emails.filter(status="running").values_list("worker", flat=True)) <= broker_ids_of(
         workers.group_pids("default")
     )
-    assert workers.stop() == 0  # SIGTERM: every group stops gracefully, exit code 0
 
 
 def test_a_report_runs_on_the_reports_workers_not_on_a_standard_one(
@@ -85,3 +86,22 @@ def test_a_report_runs_on_the_reports_workers_not_on_a_standard_one(
     assert job.queue_name == "reports"
     assert job.worker in broker_ids_of(workers.group_pids("reports"))
     assert job.worker not in broker_ids_of(workers.group_pids("default") + workers.group_pids("premium"))
+
+
+def test_a_group_whose_worker_dies_is_restarted_alone_while_the_others_go_on(db, worker_factory):
+    workers = worker_factory(groups=GROUPS)
+    standard_before = set(workers.group_pids("default"))
+    [victim] = workers.group_pids("reports")
+
+    os.kill(victim, signal.SIGKILL)  # Dramatiq's main process then stops its group and exits
+
+    wait_until(
+        lambda: workers.output_all().count("started rundramatiq (group reports,") == 2,
+        timeout=60,
+        what="the reports group to be started again",
+    )
+    wait_until(lambda: workers.group_pids("reports"), timeout=60, what="its new worker process")
+    assert "exited unexpectedly (group reports," in workers.output_all()
+    assert "exited unexpectedly (group default," not in workers.output_all()
+    assert set(workers.group_pids("default")) == standard_before
+    assert workers.stop() == 0  # SIGTERM reaches every group: all stop gracefully, exit code 0

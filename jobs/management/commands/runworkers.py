@@ -54,7 +54,11 @@ class Command(BaseCommand):
 
     def run_from_argv(self, argv: list[str]) -> None:
         # Everything after the command name goes to rundramatiq, but --groups.
-        self.execute_child(argv[2:])
+        try:
+            self.execute_child(argv[2:])
+        except CommandError as exc:
+            self.stderr.write(f"runworkers: {exc}")
+            sys.exit(1)
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.execute_child(list(options["rundramatiq_args"]))
