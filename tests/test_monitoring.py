@@ -164,7 +164,7 @@ def test_two_schedulers_take_one_sample_per_interval(real_broker):
     monitoring.sample_and_check()
     monitoring.sample_and_check()
 
-    assert QueueSample.objects.count() == 2  # one per queue, once
+    assert QueueSample.objects.count() == 3  # one per queue (default, premium, reports), once
 
 
 def test_samples_older_than_two_days_are_pruned(settings):
