@@ -31,6 +31,7 @@ import random
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,11 @@ def run(topology: Topology, args: argparse.Namespace, env: dict[str, str], log: 
         order_jobs = Job.objects.filter(object_type="orders.order", object_id__in=[str(o.pk) for o in orders])
         wait_until(lambda: order_jobs.filter(status="succeeded").count() == 3 * len(orders), 300, "the order jobs")
         progress = [report.progress for report in Report.objects.filter(pk__in=ids)]
+        # Which worker processes ran the reports (a shared pool's process whose threads all
+        # run reports still prefetches order jobs it cannot start).
+        report_workers = Counter(
+            Job.objects.filter(actor_name="generate_report").exclude(worker="").values_list("worker", flat=True)
+        )
         for report in Report.objects.filter(pk__in=ids):
             report_services.cancel_report(report)
     finally:
@@ -183,6 +189,7 @@ def run(topology: Topology, args: argparse.Namespace, env: dict[str, str], log: 
         "placed": len(orders),
         "reports_running_at_end": reports_running,
         "report_progress": progress,
+        "reports_per_process": sorted(report_workers.values(), reverse=True),
     }
 
 
@@ -191,13 +198,13 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
         f"\nsqlite, {args.items:,} order items; {REPORTS} orders reports over all of them requested, then an order "
         f"every ~{args.interval:g} s for up to {args.seconds:g} s while they ran:\n"
     )
-    print(f"{'topology':48} {'order jobs done, ms':>26}   orders  reports running at end, progress %")
+    print(f"{'topology':48} {'order jobs done, ms':>26}   orders  reports per process; running at end, progress %")
     print(f"{'':48} {'p50':>8} {'p95':>8} {'p99':>8}")
     for r in results:
         o = r["orders"]
         print(
             f"{r['topology'].label():48} {o['p50']:8.0f} {o['p95']:8.0f} {o['p99']:8.0f}   {r['placed']:6}  "
-            f"{r['reports_running_at_end']}, {r['report_progress']}"
+            f"{r['reports_per_process']}; {r['reports_running_at_end']}, {r['report_progress']}"
         )
     shared = next(r for r in results if r["topology"].kind == SHARED)
     groups = next(r for r in results if r["topology"].kind == GROUPS)
