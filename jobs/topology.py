@@ -38,7 +38,7 @@ class WorkerGroup:
 
 
 def parse(spec: str) -> list[WorkerGroup]:
-    """ "*:2x4,premium:1x2" → its groups, checked for form (not yet against the queues)."""
+    """The groups of a spec such as "*:2x4,premium:1x2", checked for form (not yet against the queues)."""
     groups = []
     for raw in spec.split(","):
         entry = raw.strip().replace(" ", "")
