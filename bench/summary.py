@@ -55,6 +55,7 @@ BENCHMARKS = (
     Bench("order_throughput", ("bench/order_throughput.py", "--quick"), suffix="orders"),
     Bench("order_latency", ("bench/order_latency.py", "--quick"), suffix="latency"),
     Bench("premium_latency", ("bench/premium_latency.py", "--quick"), sql=None, redis=None, suffix="premium"),
+    Bench("long_work_isolation", ("bench/long_work_isolation.py", "--quick"), sql=None, redis=None, suffix="isolation"),
     Bench("report_throughput", ("bench/report_throughput.py", "--quick"), sql=False, redis=False),
     Bench("admin_scale", ("bench/admin_scale.py", "--quick"), suffix="admin"),
 )

@@ -269,8 +269,17 @@ DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
 DRAMATIQ_ENCODER = "dramatiq.encoder.JSONEncoder"
 
 # --- Buzzer ---------------------------------------------------------------------------
-BUZZER_QUEUES = env.list("BUZZER_QUEUES", default=["default", "premium"])
+# Every queue jobs may be sent to: `default` (standard work), `premium` (premium orders'
+# jobs) and `reports` (report generation, minutes long). The dashboard, /metrics and the
+# alerts watch these.
+BUZZER_QUEUES = env.list("BUZZER_QUEUES", default=["default", "premium", "reports"])
 BUZZER_PREMIUM_QUEUE = env.str("BUZZER_PREMIUM_QUEUE", default="premium")
+# What `manage.py runworkers` starts: one supervised `rundramatiq` per group,
+# "QUEUES:PROCESSESxTHREADS", QUEUES joined by "+", "*" for every queue no other group
+# names. The Redis broker has no priorities: premium and reports get workers of their
+# own, so a standard backlog never delays a premium job and long reports never take the
+# threads of short jobs. Every queue must belong to exactly one group.
+BUZZER_WORKER_GROUPS = env.str("BUZZER_WORKER_GROUPS", default="*:2x4,premium:1x2,reports:1x2")
 # Retry policy for every actor unless it says otherwise: a few quick retries with
 # exponential backoff and jitter (Dramatiq's own 20 retries take five weeks to give up).
 BUZZER_MAX_RETRIES = env.int("BUZZER_MAX_RETRIES", default=5)

@@ -8,20 +8,27 @@ from reports import scheduled, services
 from reports.models import Report
 
 GENERATE_MAX_RETRIES = 3
+# Reports run for minutes (time limit 30 min) on workers of their own (`runworkers`'
+# `reports` group): they never take the threads of an order's short jobs.
+QUEUE = "reports"
 
 
-@jobs.actor(max_retries=GENERATE_MAX_RETRIES, min_backoff=5_000, max_backoff=120_000, time_limit=1_800_000)
+@jobs.actor(
+    max_retries=GENERATE_MAX_RETRIES, min_backoff=5_000, max_backoff=120_000, time_limit=1_800_000, queue_name=QUEUE
+)
 def generate_report(report_id: str) -> None:
     services.generate_report(report_id)
 
 
 @jobs.periodic(seconds=3600)
-@jobs.actor(max_retries=3, time_limit=300_000)
+@jobs.actor(max_retries=3, time_limit=300_000, queue_name=QUEUE)
 def expire_reports() -> None:
     services.expire_reports()
 
 
-@jobs.actor(max_retries=GENERATE_MAX_RETRIES, min_backoff=5_000, max_backoff=120_000, time_limit=1_800_000)
+@jobs.actor(
+    max_retries=GENERATE_MAX_RETRIES, min_backoff=5_000, max_backoff=120_000, time_limit=1_800_000, queue_name=QUEUE
+)
 def run_scheduled_report(kind: str, parameters: dict, recipients: list, schedule: str) -> None:
     """Fired by a `jobs.Schedule`: make the report here and email it to the recipients."""
     scheduled.run_scheduled_report(kind, parameters, recipients, schedule)

@@ -143,10 +143,10 @@ def test_a_sample_per_queue_takes_the_counts_since_the_previous_one(real_broker)
     first = {s.queue_name: s for s in monitoring.record_sample(real_broker.client, real_broker.namespace)}
     second = {s.queue_name: s for s in monitoring.record_sample(real_broker.client, real_broker.namespace)}
 
-    assert set(first) == {"default", "premium"}
+    assert set(first) == {"default", "premium", "reports"}  # every queue of BUZZER_QUEUES
     assert (first["default"].depth, first["default"].processed, first["default"].failed) == (1, 2, 1)
     assert (second["default"].processed, second["default"].failed) == (0, 0)
-    assert QueueSample.objects.count() == 4
+    assert QueueSample.objects.count() == 6
 
 
 def test_a_sample_beats_for_the_scheduler(real_broker, settings):
@@ -164,7 +164,7 @@ def test_two_schedulers_take_one_sample_per_interval(real_broker):
     monitoring.sample_and_check()
     monitoring.sample_and_check()
 
-    assert QueueSample.objects.count() == 2  # one per queue, once
+    assert QueueSample.objects.count() == 3  # one per queue (default, premium, reports), once
 
 
 def test_samples_older_than_two_days_are_pruned(settings):

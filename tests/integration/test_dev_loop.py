@@ -28,6 +28,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 SKIP = (".venv", "var", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "test-results", ".env")
 MESSAGE = "There is no such resource."
+# Two worker groups (runworkers starts one rundramatiq each, each with its watcher), of one
+# process and one thread each: the smallest topology that still has a reserved group.
+GROUPS = "*:1x1,premium:1x1"
+WORKER_PROCESSES = 2
 
 
 def free_port() -> int:
@@ -61,8 +65,7 @@ def honcho(project: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, in
         BUZZER_PORT=str(port),
         BUZZER_ENV_FILE=str(tmp_path / "no.env"),
         BUZZER_VAR_DIR=str(tmp_path / "var"),
-        WORKER_PROCESSES="1",
-        WORKER_THREADS="1",
+        BUZZER_WORKER_GROUPS=GROUPS,
         LOG_FORMAT="text",
         PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     )
@@ -96,21 +99,23 @@ def not_found_message(port: int) -> str | None:
     return body["error"]["message"] if status == 404 and isinstance(body, dict) else None
 
 
-def worker_beats(root: int) -> bool:
-    """A worker process under `root` has started and beats (the tracked workers' set names
-    its pid): only then does Dramatiq's watcher restart it cleanly on a change."""
+def worker_beats(root: int) -> int:
+    """How many worker processes under `root` have started and beat (the tracked workers'
+    set names their pids): only then does Dramatiq's watcher restart them cleanly on a change."""
     mine = set(descendants(root))
     entries = redis.Redis.from_url(settings.REDIS_URL).zrange(f"{settings.BUZZER_NAMESPACE}:buzzer:workers", 0, -1)
-    return any(int(entry.decode().rsplit("|", 1)[1]) in mine for entry in entries)
+    return sum(1 for entry in entries if int(entry.decode().rsplit("|", 1)[1]) in mine)
 
 
 def test_code_changes_reload_web_and_workers_and_ctrl_c_leaves_nothing(project: Path, honcho):
     process, port, log = honcho
     wait_until(lambda: not_found_message(port) == MESSAGE, timeout=120, what="runserver to answer")
-    wait_until(lambda: log.read_text().count("is booting up") >= 1, timeout=120, what="the worker to boot")
+    wait_until(
+        lambda: log.read_text().count("is booting up") >= WORKER_PROCESSES, timeout=120, what="the workers to boot"
+    )
     # The watcher thread starts after the worker processes: give it its moment.
     wait_until(lambda: len(descendants(process.pid)) >= 6, timeout=60, what="all processes to start")
-    wait_until(lambda: worker_beats(process.pid), timeout=120, what="the worker process to beat")
+    wait_until(lambda: worker_beats(process.pid) >= WORKER_PROCESSES, timeout=120, what="every worker process to beat")
 
     api = project / "orders" / "api.py"
     api.write_text(api.read_text().replace(MESSAGE, "There is no such resource (reloaded)."))
@@ -120,7 +125,11 @@ def test_code_changes_reload_web_and_workers_and_ctrl_c_leaves_nothing(project: 
         timeout=120,
         what="runserver to reload the changed code",
     )
-    wait_until(lambda: log.read_text().count("is booting up") >= 2, timeout=120, what="the workers to restart")
+    wait_until(
+        lambda: log.read_text().count("is booting up") >= 2 * WORKER_PROCESSES,
+        timeout=120,
+        what="the workers of every group to restart",
+    )
     output = log.read_text()
     assert "exited unexpectedly" not in output, output
     assert "web stopped" not in output and "worker stopped" not in output, output

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def run(stub_broker, stub_worker):
-    stub_broker.join("default", fail_fast=False)
+    # Report jobs run on their own queue; their lifecycle hooks on the default one.
+    for queue_name in ("reports", "default"):
+        stub_broker.join(queue_name, fail_fast=False)
     stub_worker.join()
     for middleware in stub_broker.middleware:
         if hasattr(middleware, "flush"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,7 +71,9 @@ def descendants(pid: int) -> list[int]:
 class WorkerProcess:
     """`manage.py rundramatiq`, or `manage.py runworkers` (the same under a supervisor
     that restarts it) with `supervised=True`, or `python -m dramatiq <module>` (the
-    benchmark's worker module, with its no-op actor) with `module=`."""
+    benchmark's worker module, with its no-op actor) with `module=`; or, with `groups=`
+    ("*:1x2,premium:1x1"), `manage.py runworkers --groups …`: one supervised rundramatiq
+    per worker group, as `make run` starts them."""
 
     def __init__(
         self,
@@ -82,8 +85,13 @@ class WorkerProcess:
         redis_url: str | None = None,
         module: str | None = None,
         namespace: str | None = None,
+        groups: str | None = None,
         **env: str,
     ) -> None:
+        if groups is not None:
+            from jobs import topology
+
+            processes = sum(group.processes for group in topology.parse(groups))
         self.processes = processes
         self.namespace = namespace or settings.BUZZER_NAMESPACE
         self.tracked = env.get("BUZZER_JOB_TRACKING", "1") != "0"  # tracked workers beat with their pid
@@ -94,22 +102,16 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
         started_ms = time.time() * 1000
+        sizes = ["--processes", str(processes), "--threads", str(threads)]
         if module:
             program = ["-m", "dramatiq", module]
             env.setdefault("PYTHONPATH", str(ROOT))
+        elif groups is not None:
+            program, sizes = ["manage.py", "runworkers"], ["--groups", groups]
         else:
             program = ["manage.py", "runworkers" if supervised else "rundramatiq"]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                *program,
-                "--processes",
-                str(processes),
-                "--threads",
-                str(threads),
-                "--worker-shutdown-timeout",
-                "10000",
-            ],
+            [sys.executable, *program, *sizes, "--worker-shutdown-timeout", "10000"],
             cwd=ROOT,
             env=worker_env(**env),
             stdout=self._log,
@@ -143,6 +145,14 @@ class WorkerProcess:
     def worker_pids(self) -> list[int]:
         """The processes that run jobs: the leaves under rundramatiq (and its supervisor)."""
         return [pid for pid in descendants(self.proc.pid) if not child_pids(pid)]
+
+    def group_pids(self, group: str) -> list[int]:
+        """The processes that run the jobs of one worker group ("premium", "default"),
+        under the rundramatiq that runworkers last started for it (it logs each start)."""
+        started = re.findall(rf"started rundramatiq \(group {re.escape(group)}, pid (\d+)\)", self.output_all())
+        assert started, f"runworkers started no group {group!r}: {self.output()}"
+        root = int(started[-1])
+        return [pid for pid in descendants(root) if not child_pids(pid)]
 
     def output(self) -> str:
         return self.output_all()[-5000:]
