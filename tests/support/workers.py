@@ -42,6 +42,7 @@ def worker_env(**extra: str) -> dict[str, str]:
             "DATABASE_URL": database_url(),
             "EMAIL_BACKEND": "tests.support.email.RedisLedgerBackend",
             "dramatiq_worker_timeout": "100",
+            "BUZZER_WEBHOOKS_ALLOW_PRIVATE": "1",  # the tests' receivers listen on loopback
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -82,8 +83,10 @@ class WorkerProcess:
         redis_url: str | None = None,
         module: str | None = None,
         namespace: str | None = None,
+        queues: list[str] | None = None,
         **env: str,
     ) -> None:
+        """`queues`: consume only these (rundramatiq's --queues); all by default."""
         self.processes = processes
         self.namespace = namespace or settings.BUZZER_NAMESPACE
         self.tracked = env.get("BUZZER_JOB_TRACKING", "1") != "0"  # tracked workers beat with their pid
@@ -109,6 +112,7 @@ class WorkerProcess:
                 str(threads),
                 "--worker-shutdown-timeout",
                 "10000",
+                *(["--queues", *queues] if queues else []),
             ],
             cwd=ROOT,
             env=worker_env(**env),

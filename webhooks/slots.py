@@ -1,0 +1,58 @@
+"""Per-endpoint concurrency: at most BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY deliveries to
+one endpoint are in flight at once, across every worker process.
+
+A slot is a member of a sorted set in Redis scored by its expiry, so a slot whose worker
+was killed frees itself once the longest possible delivery is over. A delivery that
+finds no free slot raises `EffectInProgress`: the jobs backbone puts it back on its
+queue as the same attempt, with a short backoff and no retry used, and the worker
+thread moves on to a delivery for another endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dramatiq
+from django.conf import settings
+
+from jobs.effects import EffectInProgress
+
+logger = logging.getLogger(__name__)
+
+# KEYS: the endpoint's slots. ARGV: token, limit, ttl ms. 1 when taken, else 0.
+_ACQUIRE = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[3]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+  return 1
+end
+return 0
+"""
+
+
+@contextmanager
+def endpoint_slot(endpoint_id: object) -> Iterator[None]:
+    broker = dramatiq.get_broker()
+    client = getattr(broker, "client", None)
+    limit = settings.BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY
+    if client is None or limit <= 0:  # the stub broker of the unit tests; or no limit
+        yield
+        return
+    key = f"{broker.namespace}:buzzer:webhook-slots:{endpoint_id}"
+    token = uuid.uuid4().hex
+    ttl_ms = int((settings.BUZZER_WEBHOOK_TIMEOUT_SECONDS + 20) * 1000)
+    if client.register_script(_ACQUIRE)(keys=[key], args=[token, limit, ttl_ms]) != 1:
+        raise EffectInProgress(f"endpoint {endpoint_id} has {limit} deliveries in flight")
+    try:
+        yield
+    finally:
+        try:
+            client.zrem(key, token)
+        except Exception:  # it expires by itself
+            logger.warning("Could not free a delivery slot of endpoint %s", endpoint_id, exc_info=True)
