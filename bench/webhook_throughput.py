@@ -10,8 +10,9 @@ once, and what a hanging endpoint does to placing orders — side by side in one
    delivery marked succeeded.
 2. Orders: `--orders` orders placed one after another in this process
    (`orders.services.place_order`, what the API calls), with a worker group for the
-   order queues and one for `webhooks` running; first with no endpoint, then with an
-   endpoint whose receiver never answers (each attempt waits out the 10 s timeout).
+   order queues and one for `webhooks` running; first with no endpoint, then with one
+   endpoint that answers at once, then with one whose receiver never answers (each
+   attempt waits out the 10 s timeout).
    Reported: placement latency p50/p95, and the time until every order job succeeded.
 """
 
@@ -87,7 +88,8 @@ def setup_django(args: argparse.Namespace) -> dict[str, str]:
     env = web_environment(
         args.database_url,
         bench_redis_url(args, database=13),
-        BUZZER_WEBHOOKS_ALLOW_PRIVATE="1",
+        BUZZER_WEBHOOKS_ALLOW_PRIVATE="1",  # the receivers listen on loopback, over plain http
+        BUZZER_WEBHOOKS_REQUIRE_HTTPS="0",
         BUZZER_RATELIMIT_ENABLED="0",
         dramatiq_worker_timeout="100",
     )
@@ -210,17 +212,21 @@ def orders_with_and_without(args: argparse.Namespace, env: dict[str, str]) -> di
     results = {}
     order_workers = start_workers(env, 1, args.threads, "default", "premium")
     webhook_workers = start_workers(env, 1, max(4, args.threads // 2), "webhooks")
-    hanging = Receiver(hang=True)
+    hanging, quick = Receiver(hang=True), Receiver()
     try:
         time.sleep(3)  # the workers boot
         place_orders(20)  # warm-up
         results["no endpoint"] = place_orders(args.orders)
+        healthy = services.create_endpoint(quick.url)
+        results["healthy endpoint"] = place_orders(args.orders)
+        healthy.delete()
         services.create_endpoint(hanging.url)
         results["hanging endpoint"] = place_orders(args.orders)
     finally:
         stop(order_workers)
         stop(webhook_workers)
         hanging.stop()
+        quick.stop()
     return results
 
 

@@ -323,7 +323,7 @@ def deliver(delivery_id: str, step: int) -> None:
             last_error=f"endpoint disabled ({endpoint.disabled_reason})",
         )
         return
-    with endpoint_slot(endpoint.pk):
+    with endpoint_slot(endpoint.pk, failing=endpoint.failing_since is not None):
         started_at = timezone.now()
         outcome, address = _send(delivery)
     final = _record(delivery, step, started_at, outcome, address)
@@ -359,15 +359,15 @@ def _lend_connection_back() -> None:
 
 
 def _record(delivery: Delivery, step: int, started_at: datetime, outcome: sender.Outcome, address: str) -> str:
-    """Log the attempt and decide what follows, in one transaction. Returns the error
-    to dead-letter the job with when this was the schedule's last attempt, else ""."""
+    """Log the attempt and decide what follows, in one transaction (an INSERT and an
+    UPDATE when it went well). Returns the error to dead-letter the job with when this
+    was the schedule's last attempt, else ""."""
     now = timezone.now()
     error = outcome.error or ("" if outcome.ok else f"HTTP {outcome.status}")
-    endpoint_id = delivery.endpoint_id
+    endpoint = delivery.endpoint
+    number = delivery.attempts + 1  # two deliveries of one attempt at once may log the same number
     final = ""
     with transaction.atomic():
-        Delivery.objects.filter(pk=delivery.pk).update(attempts=F("attempts") + 1)
-        number = Delivery.objects.values_list("attempts", flat=True).get(pk=delivery.pk)
         Attempt.objects.create(
             delivery=delivery,
             number=number,
@@ -381,17 +381,23 @@ def _record(delivery: Delivery, step: int, started_at: datetime, outcome: sender
             response=outcome.response,
             address=address,
         )
-        update: dict[str, Any] = {"last_status_code": outcome.status, "last_error": error}
+        update: dict[str, Any] = {
+            "attempts": F("attempts") + 1,
+            "last_status_code": outcome.status,
+            "last_error": error,
+        }
         if outcome.ok:
             update.update(status=Delivery.Status.SUCCEEDED, delivered_at=now, next_attempt_at=None)
-            Endpoint.objects.filter(pk=endpoint_id, failing_since__isnull=False).update(failing_since=None)
+            if endpoint.failing_since is not None:
+                Endpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
         else:
-            Endpoint.objects.filter(pk=endpoint_id, failing_since__isnull=True).update(failing_since=started_at)
+            if endpoint.failing_since is None:
+                Endpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=started_at)
             update.update(_after_failure(delivery, step, outcome, number, error))
             final = update.pop("final", "")
         Delivery.objects.filter(pk=delivery.pk).exclude(status=Delivery.Status.SUCCEEDED).update(**update)
         if not outcome.ok:
-            _disable_if_failing_too_long(endpoint_id, now)
+            _disable_if_failing_too_long(endpoint, endpoint.failing_since or started_at, now)
     return final
 
 
@@ -412,11 +418,9 @@ def _after_failure(delivery: Delivery, step: int, outcome: sender.Outcome, numbe
     return {"status": Delivery.Status.RETRYING, "next_attempt_at": eta}
 
 
-def _disable_if_failing_too_long(endpoint_id: Any, now: datetime) -> None:
-    limit = timedelta(days=settings.BUZZER_WEBHOOK_DISABLE_AFTER_DAYS)
-    since = Endpoint.objects.filter(pk=endpoint_id, enabled=True).values_list("failing_since", flat=True).first()
-    if since is not None and now - since >= limit:
-        disable(endpoint_id, f"every delivery failed since {since:%Y-%m-%d %H:%M} UTC")
+def _disable_if_failing_too_long(endpoint: Endpoint, since: datetime, now: datetime) -> None:
+    if endpoint.enabled and now - since >= timedelta(days=settings.BUZZER_WEBHOOK_DISABLE_AFTER_DAYS):
+        disable(endpoint.pk, f"every delivery failed since {since:%Y-%m-%d %H:%M} UTC")
 
 
 # --- resending ------------------------------------------------------------------------

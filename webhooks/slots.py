@@ -11,6 +11,7 @@ thread moves on to a delivery for another endpoint.
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +38,11 @@ return 0
 
 
 @contextmanager
-def endpoint_slot(endpoint_id: object) -> Iterator[None]:
+def endpoint_slot(endpoint_id: object, *, failing: bool = False) -> Iterator[None]:
+    """A slot for one delivery to the endpoint, or EffectInProgress. The wait it asks for:
+    a second or so for a busy endpoint; for a failing one (its requests may take the
+    whole timeout) about one timeout, so that hundreds of deliveries queued behind a
+    hanging endpoint wake up rarely instead of spinning through the workers."""
     broker = dramatiq.get_broker()
     client = getattr(broker, "client", None)
     limit = settings.BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY
@@ -48,7 +53,9 @@ def endpoint_slot(endpoint_id: object) -> Iterator[None]:
     token = uuid.uuid4().hex
     ttl_ms = int((settings.BUZZER_WEBHOOK_TIMEOUT_SECONDS + 20) * 1000)
     if client.register_script(_ACQUIRE)(keys=[key], args=[token, limit, ttl_ms]) != 1:
-        raise EffectInProgress(f"endpoint {endpoint_id} has {limit} deliveries in flight")
+        timeout_ms = settings.BUZZER_WEBHOOK_TIMEOUT_SECONDS * 1000
+        wait_ms = timeout_ms * random.uniform(1.0, 1.5) if failing else random.uniform(200, 1000)  # noqa: S311
+        raise EffectInProgress(f"endpoint {endpoint_id} has {limit} deliveries in flight", delay_ms=int(wait_ms))
     try:
         yield
     finally:
