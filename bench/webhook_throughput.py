@@ -211,7 +211,7 @@ def orders_with_and_without(args: argparse.Namespace, env: dict[str, str]) -> di
     Product.objects.filter(sku="BUZ-001").update(stock=10_000_000)
     results = {}
     order_workers = start_workers(env, 1, args.threads, "default", "premium")
-    webhook_workers = start_workers(env, 1, max(4, args.threads // 2), "webhooks")
+    webhook_workers = start_workers(env, 1, args.threads, "webhooks")
     hanging, quick = Receiver(hang=True), Receiver()
     try:
         time.sleep(3)  # the workers boot
@@ -219,7 +219,7 @@ def orders_with_and_without(args: argparse.Namespace, env: dict[str, str]) -> di
         results["no endpoint"] = place_orders(args.orders)
         healthy = services.create_endpoint(quick.url)
         results["healthy endpoint"] = place_orders(args.orders)
-        healthy.delete()
+        services.pause(healthy)
         services.create_endpoint(hanging.url)
         results["hanging endpoint"] = place_orders(args.orders)
     finally:

@@ -283,9 +283,11 @@ BUZZER_WEBHOOK_RETRY_SCHEDULE = env.list(
 )
 BUZZER_WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("BUZZER_WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=3.0)
 BUZZER_WEBHOOK_TIMEOUT_SECONDS = env.float("BUZZER_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
-# Deliveries to one endpoint that may be in flight at once (all processes together): a
-# hanging endpoint holds at most this many threads, the others keep theirs.
-BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY = env.int("BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY", default=2)
+# Deliveries to one endpoint that may be in flight at once (all processes together), and
+# to one whose last attempt failed (a hanging one): it holds at most that many threads,
+# the other endpoints keep theirs. Give the webhooks workers twice the first in threads.
+BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY = env.int("BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY", default=8)
+BUZZER_WEBHOOK_FAILING_ENDPOINT_CONCURRENCY = env.int("BUZZER_WEBHOOK_FAILING_ENDPOINT_CONCURRENCY", default=2)
 # An endpoint whose deliveries have all failed for this long is disabled (admins mailed once).
 BUZZER_WEBHOOK_DISABLE_AFTER_DAYS = env.float("BUZZER_WEBHOOK_DISABLE_AFTER_DAYS", default=3.0)
 # After a secret rotation the old secret keeps signing (next to the new one) this long.

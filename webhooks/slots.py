@@ -1,5 +1,7 @@
 """Per-endpoint concurrency: at most BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY deliveries to
-one endpoint are in flight at once, across every worker process.
+one endpoint are in flight at once, across every worker process, and at most
+BUZZER_WEBHOOK_FAILING_ENDPOINT_CONCURRENCY to one whose last attempt failed (a circuit
+half open: a hanging endpoint soon holds only that many threads).
 
 A slot is a member of a sorted set in Redis scored by its expiry, so a slot whose worker
 was killed frees itself once the longest possible delivery is over. A delivery that
@@ -45,7 +47,11 @@ def endpoint_slot(endpoint_id: object, *, failing: bool = False) -> Iterator[Non
     hanging endpoint wake up rarely instead of spinning through the workers."""
     broker = dramatiq.get_broker()
     client = getattr(broker, "client", None)
-    limit = settings.BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY
+    limit = (
+        settings.BUZZER_WEBHOOK_FAILING_ENDPOINT_CONCURRENCY
+        if failing
+        else settings.BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY
+    )
     if client is None or limit <= 0:  # the stub broker of the unit tests; or no limit
         yield
         return

@@ -109,3 +109,35 @@ def test_the_delivery_page_escapes_what_the_receiver_answered(client, endpoint, 
     page = client.get(reverse("admin:webhooks_delivery_change", args=[delivery.pk])).content.decode()
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "retries waiting" in page.lower()
+
+
+def test_every_webhooks_page_renders_for_a_superuser(admin_client, endpoint, receiver, products):
+    from jobs.effects import set_current_job
+    from jobs.models import Job
+    from orders.services import place_order
+    from tests.webhooks.helpers import next_attempt_job
+
+    order = place_order(email="a@example.com", items=[{"sku": "BUZ-001", "quantity": 1}], card="4242424242424242")
+    set_current_job(Job.objects.get(actor_name="publish_webhook:order.placed").pk)  # as its worker would
+    try:
+        services.fan_out("order.placed", {"order_id": str(order.id)})
+    finally:
+        set_current_job(None)
+    delivery = Delivery.objects.get()
+    receiver.answer_next("500")
+    run_next_attempt(delivery)
+    pages = [
+        reverse("admin:webhooks_endpoint_changelist"),
+        reverse("admin:webhooks_endpoint_change", args=[endpoint.pk]),
+        reverse("admin:webhooks_endpoint_add"),
+        reverse("admin:webhooks_delivery_changelist"),
+        reverse("admin:webhooks_delivery_change", args=[delivery.pk]),
+        reverse("admin:webhooks_event_changelist"),
+        reverse("admin:webhooks_event_change", args=[delivery.event_id]),
+        reverse("admin:webhooks_action_changelist"),
+    ]
+    for page in pages:
+        assert admin_client.get(page).status_code == 200, page
+    # The order's page lists its delivery jobs in its job timeline, the waiting retry too.
+    timeline = admin_client.get(reverse("admin:orders_order_change", args=[order.pk])).content.decode()
+    assert timeline.count("deliver_webhook") == 2 and next_attempt_job(delivery).status == "scheduled"
