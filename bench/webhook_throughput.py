@@ -40,7 +40,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--deliveries", type=int, default=2000)
     parser.add_argument("--endpoints", type=int, default=4)
-    parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each order mode, alternating; medians")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--database-url", default=f"sqlite:///{ROOT / 'var' / 'bench-webhooks.sqlite3'}")
@@ -203,25 +204,37 @@ def place_orders(count: int) -> tuple[list[float], float]:
     return latencies, time.perf_counter() - started
 
 
-def orders_with_and_without(args: argparse.Namespace, env: dict[str, str]) -> dict[str, tuple[list[float], float]]:
+MODES = ("no endpoint", "healthy endpoint", "hanging endpoint")
+
+
+def orders_with_and_without(
+    args: argparse.Namespace, env: dict[str, str]
+) -> dict[str, list[tuple[list[float], float]]]:
+    """Each mode once per round, in turn (reversed every other round, so that no mode
+    always runs on the fresher or the fuller database)."""
     from orders.models import Product
     from webhooks import services
 
     reset()
     Product.objects.filter(sku="BUZ-001").update(stock=10_000_000)
-    results = {}
+    results: dict[str, list[tuple[list[float], float]]] = {mode: [] for mode in MODES}
     order_workers = start_workers(env, 1, args.threads, "default", "premium")
     webhook_workers = start_workers(env, 1, args.threads, "webhooks")
     hanging, quick = Receiver(hang=True), Receiver()
+    endpoints = {
+        "healthy endpoint": services.create_endpoint(quick.url),
+        "hanging endpoint": services.create_endpoint(hanging.url),
+    }
     try:
         time.sleep(3)  # the workers boot
+        for endpoint in endpoints.values():
+            services.pause(endpoint)
         place_orders(20)  # warm-up
-        results["no endpoint"] = place_orders(args.orders)
-        healthy = services.create_endpoint(quick.url)
-        results["healthy endpoint"] = place_orders(args.orders)
-        services.pause(healthy)
-        services.create_endpoint(hanging.url)
-        results["hanging endpoint"] = place_orders(args.orders)
+        for round_no in range(args.rounds):
+            for mode in MODES if round_no % 2 == 0 else reversed(MODES):
+                for name, endpoint in endpoints.items():
+                    (services.resume if name == mode else services.pause)(endpoint)
+                results[mode].append(place_orders(args.orders))
     finally:
         stop(order_workers)
         stop(webhook_workers)
@@ -245,11 +258,15 @@ def main() -> None:
         flush=True,
     )
     results = orders_with_and_without(args, env)
-    print(f"\n{args.orders} orders placed one after another (place_order), worker groups default+premium / webhooks:")
+    print(
+        f"\n{args.orders} orders placed one after another (place_order) per run, {args.rounds} runs per mode "
+        "(medians); worker groups default+premium / webhooks:"
+    )
     print(f"  {'':18s} {'p50 ms':>8s} {'p95 ms':>8s} {'order jobs done':>16s}")
-    for name, (latencies, done) in results.items():
-        p50 = statistics.median(latencies)
-        p95 = statistics.quantiles(latencies, n=20)[-1]
+    for name, runs in results.items():
+        p50 = statistics.median(statistics.median(latencies) for latencies, _ in runs)
+        p95 = statistics.median(statistics.quantiles(latencies, n=20)[-1] for latencies, _ in runs)
+        done = statistics.median(seconds for _, seconds in runs)
         print(f"  {name:18s} {p50:8.1f} {p95:8.1f} {done:14.1f} s")
 
 
