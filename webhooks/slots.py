@@ -25,17 +25,20 @@ from jobs.effects import EffectInProgress
 
 logger = logging.getLogger(__name__)
 
-# KEYS: the endpoint's slots. ARGV: token, limit, ttl ms. 1 when taken, else 0.
+# KEYS: the endpoint's slots. ARGV: token, limit, ttl ms. -1 when taken, else how long
+# (ms) the oldest delivery in flight has been running.
 _ACQUIRE = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local ttl = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[3]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
-  return 1
+  redis.call('ZADD', KEYS[1], now_ms + ttl, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  return -1
 end
-return 0
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return now_ms - (tonumber(oldest[2]) - ttl)
 """
 
 
@@ -58,10 +61,10 @@ def endpoint_slot(endpoint_id: object, *, failing: bool = False) -> Iterator[Non
     key = f"{broker.namespace}:buzzer:webhook-slots:{endpoint_id}"
     token = uuid.uuid4().hex
     ttl_ms = int((settings.BUZZER_WEBHOOK_TIMEOUT_SECONDS + 20) * 1000)
-    if client.register_script(_ACQUIRE)(keys=[key], args=[token, limit, ttl_ms]) != 1:
-        timeout_ms = settings.BUZZER_WEBHOOK_TIMEOUT_SECONDS * 1000
-        wait_ms = timeout_ms * random.uniform(1.0, 1.5) if failing else random.uniform(200, 1000)  # noqa: S311
-        raise EffectInProgress(f"endpoint {endpoint_id} has {limit} deliveries in flight", delay_ms=int(wait_ms))
+    oldest_ms = int(client.register_script(_ACQUIRE)(keys=[key], args=[token, limit, ttl_ms]))
+    if oldest_ms >= 0:
+        delay_ms = _wait_ms(failing, oldest_ms)
+        raise EffectInProgress(f"endpoint {endpoint_id} has {limit} deliveries in flight", delay_ms=delay_ms)
     try:
         yield
     finally:
@@ -69,3 +72,16 @@ def endpoint_slot(endpoint_id: object, *, failing: bool = False) -> Iterator[Non
             client.zrem(key, token)
         except Exception:  # it expires by itself
             logger.warning("Could not free a delivery slot of endpoint %s", endpoint_id, exc_info=True)
+
+
+def _wait_ms(failing: bool, oldest_ms: int) -> int:
+    """How long a delivery that found no free slot waits: about a timeout behind a failing
+    endpoint; until its oldest request must end behind a slow one (a hanging endpoint
+    before its first failure is recorded); a moment behind a busy, fast one."""
+    timeout_ms = settings.BUZZER_WEBHOOK_TIMEOUT_SECONDS * 1000
+    jitter = random.uniform(1.0, 1.5)  # noqa: S311 - spreading wake-ups, not a secret
+    if failing:
+        return int(timeout_ms * jitter)
+    if oldest_ms > 1000:
+        return int(max(timeout_ms - oldest_ms, 500) * jitter)
+    return int(random.uniform(200, 1000))  # noqa: S311

@@ -21,6 +21,7 @@ from webhooks.models import Delivery
 pytestmark = pytest.mark.faults
 
 ORDERS = 200
+OTHERS = 50
 
 
 def orders_done_in(count: int) -> float:
@@ -53,12 +54,14 @@ def test_a_hanging_receiver_does_not_slow_the_orders_or_another_endpoint(stack: 
     hanging, healthy = Receiver(default="hang").start(), Receiver().start()
     try:
         services.create_endpoint(hanging.url)
-        good = services.create_endpoint(healthy.url)
         with_hanging = orders_done_in(ORDERS)
+        # Then a healthy endpoint next to the hanging one: its deliveries are not held back.
+        good = services.create_endpoint(healthy.url)
+        orders_done_in(OTHERS)
         started = time.monotonic()
         wait_until(
-            lambda: Delivery.objects.filter(endpoint=good, status="succeeded").count() == ORDERS,
-            timeout=60,
+            lambda: Delivery.objects.filter(endpoint=good, status="succeeded").count() == OTHERS,
+            timeout=30,
             interval=0.2,
             what="every delivery to the healthy endpoint",
         )
@@ -70,8 +73,9 @@ def test_a_hanging_receiver_does_not_slow_the_orders_or_another_endpoint(stack: 
 
     record(
         f"Hanging webhook receiver: {ORDERS} orders' jobs done in {without:.1f} s without webhooks, "
-        f"{with_hanging:.1f} s with a hanging endpoint; the healthy endpoint had all {ORDERS} deliveries "
-        f"{healthy_after:.1f} s after the last order's jobs ({in_flight} attempts on the hanging one meanwhile)"
+        f"{with_hanging:.1f} s with a hanging endpoint; a healthy endpoint added next to it had all {OTHERS} "
+        f"deliveries {healthy_after:.1f} s after their orders' jobs ({in_flight} attempts on the hanging one "
+        "meanwhile)"
     )
     assert with_hanging <= without * 1.5 + 2.0
-    assert len({r.headers["webhook-id"] for r in healthy.requests()}) == ORDERS
+    assert len({r.headers["webhook-id"] for r in healthy.requests()}) == OTHERS
