@@ -59,8 +59,10 @@ def test_a_hanging_receiver_does_not_slow_the_orders_or_another_endpoint(stack: 
         good = services.create_endpoint(healthy.url)
         orders_done_in(OTHERS)
         started = time.monotonic()
+        # Events of the earlier orders whose fan-out had not run yet go to it as well.
+        to_good = Delivery.objects.filter(endpoint=good)
         wait_until(
-            lambda: Delivery.objects.filter(endpoint=good, status="succeeded").count() == OTHERS,
+            lambda: to_good.filter(status="succeeded").count() >= OTHERS and not to_good.exclude(status="succeeded"),
             timeout=30,
             interval=0.2,
             what="every delivery to the healthy endpoint",
@@ -73,9 +75,9 @@ def test_a_hanging_receiver_does_not_slow_the_orders_or_another_endpoint(stack: 
 
     record(
         f"Hanging webhook receiver: {ORDERS} orders' jobs done in {without:.1f} s without webhooks, "
-        f"{with_hanging:.1f} s with a hanging endpoint; a healthy endpoint added next to it had all {OTHERS} "
-        f"deliveries {healthy_after:.1f} s after their orders' jobs ({in_flight} attempts on the hanging one "
-        "meanwhile)"
+        f"{with_hanging:.1f} s with a hanging endpoint; a healthy endpoint added next to it had all its "
+        f"{to_good.count()} deliveries {healthy_after:.1f} s after their orders' jobs "
+        f"({in_flight} attempts on the hanging one meanwhile)"
     )
     assert with_hanging <= without * 1.5 + 2.0
-    assert len({r.headers["webhook-id"] for r in healthy.requests()}) == OTHERS
+    assert len({r.headers["webhook-id"] for r in healthy.requests()}) == to_good.count()
