@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "jobs",
     "orders",
     "reports",
+    "webhooks",
     "limits",
 ]
 
@@ -270,16 +271,44 @@ DRAMATIQ_ENCODER = "dramatiq.encoder.JSONEncoder"
 
 # --- Buzzer ---------------------------------------------------------------------------
 # Every queue jobs may be sent to: `default` (standard work), `premium` (premium orders'
-# jobs) and `reports` (report generation, minutes long). The dashboard, /metrics and the
-# alerts watch these.
-BUZZER_QUEUES = env.list("BUZZER_QUEUES", default=["default", "premium", "reports"])
+# jobs), `reports` (report generation, minutes long) and `webhooks` (outbound webhook
+# deliveries: a slow receiver must never hold the threads that run order jobs). The
+# dashboard, /metrics and the alerts watch these.
+BUZZER_QUEUES = env.list("BUZZER_QUEUES", default=["default", "premium", "reports", "webhooks"])
 BUZZER_PREMIUM_QUEUE = env.str("BUZZER_PREMIUM_QUEUE", default="premium")
 # What `manage.py runworkers` starts: one supervised `rundramatiq` per group,
 # "QUEUES:PROCESSESxTHREADS", QUEUES joined by "+", "*" for every queue no other group
 # names. The Redis broker has no priorities: premium and reports get workers of their
 # own, so a standard backlog never delays a premium job and long reports never take the
 # threads of short jobs. Every queue must belong to exactly one group.
-BUZZER_WORKER_GROUPS = env.str("BUZZER_WORKER_GROUPS", default="*:2x4,premium:1x2,reports:1x2")
+# Webhook deliveries wait on receivers (up to 10 s each): many threads, little CPU; at
+# least twice BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY.
+BUZZER_WORKER_GROUPS = env.str("BUZZER_WORKER_GROUPS", default="*:2x4,premium:1x2,reports:1x2,webhooks:1x16")
+
+# --- Outbound webhooks (webhooks/) ---------------------------------------------------
+# Receivers on loopback or private networks are refused (SSRF) unless this is on: the
+# suite and `make run`'s .env turn it on for local receivers, production leaves it off.
+BUZZER_WEBHOOKS_ALLOW_PRIVATE = env.bool("BUZZER_WEBHOOKS_ALLOW_PRIVATE", default=TESTING)
+BUZZER_WEBHOOKS_REQUIRE_HTTPS = env.bool("BUZZER_WEBHOOKS_REQUIRE_HTTPS", default=not (DEBUG or TESTING))
+# The wait after each failed attempt (s/m/h/d), about three days in all, as Stripe does;
+# each wait is stretched by up to 10% of jitter, and a longer Retry-After is honoured.
+BUZZER_WEBHOOK_RETRY_SCHEDULE = env.list(
+    "BUZZER_WEBHOOK_RETRY_SCHEDULE", default=["5s", "5m", "30m", "2h", "5h", "10h", "10h", "10h", "10h", "10h", "10h"]
+)
+BUZZER_WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("BUZZER_WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=3.0)
+BUZZER_WEBHOOK_TIMEOUT_SECONDS = env.float("BUZZER_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# Deliveries to one endpoint that may be in flight at once (all processes together), and
+# to one whose last attempt failed (a hanging one): it holds at most that many threads,
+# the other endpoints keep theirs. Give the webhooks workers twice the first in threads.
+BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY = env.int("BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY", default=8)
+BUZZER_WEBHOOK_FAILING_ENDPOINT_CONCURRENCY = env.int("BUZZER_WEBHOOK_FAILING_ENDPOINT_CONCURRENCY", default=2)
+# An endpoint whose deliveries have all failed for this long is disabled (admins mailed once).
+BUZZER_WEBHOOK_DISABLE_AFTER_DAYS = env.float("BUZZER_WEBHOOK_DISABLE_AFTER_DAYS", default=3.0)
+# After a secret rotation the old secret keeps signing (next to the new one) this long.
+BUZZER_WEBHOOK_ROTATION_HOURS = env.float("BUZZER_WEBHOOK_ROTATION_HOURS", default=24.0)
+# How long a process trusts its cached answer to "does any endpoint want this event?"
+# (asked at every publish; an endpoint saved in another process is seen after this).
+BUZZER_WEBHOOK_ENDPOINTS_CACHE_SECONDS = env.float("BUZZER_WEBHOOK_ENDPOINTS_CACHE_SECONDS", default=5.0)
 # Retry policy for every actor unless it says otherwise: a few quick retries with
 # exponential backoff and jitter (Dramatiq's own 20 retries take five weeks to give up).
 BUZZER_MAX_RETRIES = env.int("BUZZER_MAX_RETRIES", default=5)

@@ -48,7 +48,14 @@ _current = threading.local()
 
 
 class EffectInProgress(Exception):
-    """Another job is doing this external effect right now: try again later."""
+    """Another job is doing this external effect right now: try again later.
+
+    `delay_ms`, when the raiser knows better than the doubling backoff how long the
+    wait will be (a webhook endpoint whose requests time out), is the wait to use."""
+
+    def __init__(self, message: str = "", delay_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.delay_ms = delay_ms
 
 
 def set_current_job(job_id: Any, generation: int = 0) -> None:

@@ -79,6 +79,9 @@ class Retries(DramatiqRetries):
                 logger.warning("Could not release the claim of job %s yet", message.message_id)
                 release_later(claim)
         backoff = min(settings.BUZZER_WAIT_MAX_BACKOFF_MS, settings.BUZZER_WAIT_MIN_BACKOFF_MS * 2 ** min(waits, 20))
+        hinted = getattr(exception, "delay_ms", None)
+        if hinted is not None:
+            backoff = hinted
         delay = int(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not a secret
         message.options["buzzer_waits"] = waits + 1
         message._buzzer_waiting = describe(exception)

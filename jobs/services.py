@@ -241,14 +241,29 @@ def publish(event: str, *, obj: models.Model | None = None, queue: str | None = 
     Each job has a key made of the event, the subscriber and the object, so publishing
     the same event for the same object twice writes no second set of jobs. All of them
     are written with one INSERT and sent to the broker together after COMMIT.
+
+    `queue` replaces the default queue only: a subscriber declared on a queue of its own
+    (webhook deliveries on `webhooks`) stays there, since that queue is what isolates it.
     """
     new = []
+    broker = dramatiq.get_broker()
     for name in subscribers(event):
         key = None
         if obj is not None:
             key = f"{event}:{name}:{obj._meta.label_lower}:{obj.pk}"
+        own_queue = broker.get_actor(name).queue_name != "default"
         new.append(
-            _new_job(name, (), dict(payload), key=key, queue=queue, obj=obj, event=event, options=None, due_at=None)
+            _new_job(
+                name,
+                (),
+                dict(payload),
+                key=key,
+                queue=None if own_queue else queue,
+                obj=obj,
+                event=event,
+                options=None,
+                due_at=None,
+            )
         )
     return _write(new)
 

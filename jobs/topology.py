@@ -3,8 +3,8 @@
 `BUZZER_WORKER_GROUPS` (or `manage.py runworkers --groups`) lists groups as
 "QUEUES:PROCESSESxTHREADS", comma-separated: QUEUES is one queue name, several joined by
 "+", or "*" for every queue no other group names. The default,
-"*:2x4,premium:1x2,reports:1x2", gives standard work 2 processes of 4 threads, and
-premium jobs and reports workers of their own.
+"*:2x4,premium:1x2,reports:1x2,webhooks:1x16", gives standard work 2 processes of 4
+threads, and premium jobs, reports and webhook deliveries workers of their own.
 
 Dramatiq's Redis broker serves each queue first in, first out, and a worker that
 consumes several queues prefetches from all of them into one pool of threads: a premium

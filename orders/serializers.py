@@ -43,3 +43,9 @@ def order_document(
         ],
         "jobs": job_states(order, jobs),
     }
+
+
+def order_placed_document(order_id: str) -> dict[str, Any] | None:
+    """The `data` of an `order.placed` webhook: the order as the API shows it (None: gone)."""
+    order = Order.objects.filter(pk=order_id).first()
+    return None if order is None else order_document(order)

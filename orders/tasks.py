@@ -5,7 +5,8 @@ from datetime import timedelta
 from django.conf import settings
 
 import jobs
-from orders import idempotency, services
+import webhooks
+from orders import idempotency, serializers, services
 
 # Each subscriber states its retry policy; PermanentError always goes to the DLQ.
 
@@ -37,3 +38,7 @@ def settle_charge(order_id: str, reference: str, amount: str) -> None:
 @jobs.actor(max_retries=3, time_limit=300_000)
 def prune_idempotency_keys() -> None:
     idempotency.prune(timedelta(hours=settings.BUZZER_IDEMPOTENCY_TTL_HOURS))
+
+
+# Endpoints that want it get the order as `GET /api/orders/<id>/` shows it.
+webhooks.event("order.placed", document=serializers.order_placed_document)

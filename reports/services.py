@@ -292,17 +292,20 @@ def _write(report: Report, kind: kinds.Kind) -> None:
         name = report.file.field.generate_filename(report, kind.filename(report.parameters))
         with open(path, "rb") as content:
             stored = report.file.storage.save(name, _TemporaryFile(content, name=path))
-        succeeded = Report.objects.filter(pk=report.pk, status=Report.Status.RUNNING).update(
-            status=Report.Status.SUCCEEDED,
-            file=stored,
-            row_count=done,
-            rows_done=done,
-            file_size=size,
-            progress=100,
-            finished_at=timezone.now(),
-            duration_ms=int((time.monotonic() - started) * 1000),
-            error="",
-        )
+        with transaction.atomic():  # the webhook event commits with the report's success, or neither does
+            succeeded = Report.objects.filter(pk=report.pk, status=Report.Status.RUNNING).update(
+                status=Report.Status.SUCCEEDED,
+                file=stored,
+                row_count=done,
+                rows_done=done,
+                file_size=size,
+                progress=100,
+                finished_at=timezone.now(),
+                duration_ms=int((time.monotonic() - started) * 1000),
+                error="",
+            )
+            if succeeded:
+                jobs.publish("report.succeeded", obj=report, report_id=str(report.pk))
         if not succeeded:
             raise _Cancelled
         logger.info("Report %s: %d rows, %d bytes in %.1f s", report.pk, done, size, time.monotonic() - started)
@@ -342,9 +345,15 @@ def fail_for_dead_job(reports: QuerySet[Report], error: str) -> int:
     """The job of these reports is dead for good: each still waiting or running ends
     `failed` with the job's error (an `on_dead` hook; safe to run twice)."""
     reason = (error or "The report's job failed.")[:ERROR_LIMIT]
-    return reports.filter(status__in=Report.ACTIVE).update(
-        status=Report.Status.FAILED, error=reason, progress=0, rows_done=0, finished_at=timezone.now()
-    )
+    failed = 0
+    with transaction.atomic():
+        for report in reports.filter(status__in=Report.ACTIVE).select_for_update():
+            if Report.objects.filter(pk=report.pk, status__in=Report.ACTIVE).update(
+                status=Report.Status.FAILED, error=reason, progress=0, rows_done=0, finished_at=timezone.now()
+            ):
+                failed += 1
+                jobs.publish("report.failed", obj=report, report_id=str(report.pk))
+    return failed
 
 
 def cancel_for_cancelled_job(reports: QuerySet[Report]) -> int:
@@ -529,4 +538,21 @@ def status_document(report: Report, download_url: str | None) -> dict[str, Any]:
         "created_at": stamp(report.created_at),
         "started_at": stamp(report.started_at),
         "finished_at": stamp(report.finished_at),
+    }
+
+
+def webhook_document(report_id: str) -> dict[str, Any] | None:
+    """The `data` of a `report.succeeded` / `report.failed` webhook (None: the report is gone)."""
+    from django.urls import reverse
+
+    report = Report.objects.filter(pk=report_id).first()
+    if report is None:
+        return None
+    return {
+        "id": str(report.pk),
+        "kind": report.kind,
+        "parameters": report.parameters,
+        "status": report.status,
+        "error": report.error if report.status == Report.Status.FAILED else "",
+        "status_url": settings.BUZZER_BASE_URL.rstrip("/") + reverse("reports:api-detail", args=[report.pk]),
     }

@@ -4,8 +4,12 @@ by which a report follows its job (dead → the report failed, retried → queue
 from typing import Any
 
 import jobs
+import webhooks
 from reports import scheduled, services
 from reports.models import Report
+
+webhooks.event("report.succeeded", document=services.webhook_document)
+webhooks.event("report.failed", document=services.webhook_document)
 
 GENERATE_MAX_RETRIES = 3
 # Reports run for minutes (time limit 30 min) on workers of their own (`runworkers`'

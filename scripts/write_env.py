@@ -14,6 +14,8 @@ if __name__ == "__main__":
             "DEBUG=true\n"
             f"SECRET_KEY={secrets.token_urlsafe(50)}\n"
             f"DEMO_ADMIN_PASSWORD={secrets.token_urlsafe(12)}\n"
+            "# Webhook endpoints may point at a receiver on this machine (never in production).\n"
+            "BUZZER_WEBHOOKS_ALLOW_PRIVATE=true\n"
             "# Without REDIS_URL, `make run` starts a Redis of this checkout's own (var/redis/).\n"
             "# REDIS_URL=redis://127.0.0.1:6379/0\n"
         )

