@@ -15,13 +15,15 @@ KNOWN = {"default", "premium", "reports"}
 
 
 def test_the_default_topology_reserves_workers_for_premium_jobs_and_reports(settings):
-    groups = topology.resolve(topology.parse(settings.BUZZER_WORKER_GROUPS), KNOWN)
+    known = set(settings.BUZZER_QUEUES)
+    groups = topology.resolve(topology.parse(settings.BUZZER_WORKER_GROUPS), known)
 
     by_queue = {queue: group for group in groups for queue in group.queues}
-    assert set(by_queue) == KNOWN
+    assert set(by_queue) == known == KNOWN | {"webhooks"}
     assert by_queue["premium"].queues == ("premium",) and by_queue["premium"].threads >= 1
     assert by_queue["reports"].queues == ("reports",)
-    assert by_queue["default"] not in (by_queue["premium"], by_queue["reports"])
+    assert by_queue["webhooks"].queues == ("webhooks",) and by_queue["webhooks"].threads >= 16
+    assert by_queue["default"] not in (by_queue["premium"], by_queue["reports"], by_queue["webhooks"])
 
 
 def test_star_takes_every_queue_no_other_group_names():

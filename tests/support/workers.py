@@ -159,7 +159,10 @@ class WorkerProcess:
     def group_pids(self, group: str) -> list[int]:
         """The processes that run the jobs of one worker group ("premium", "default"),
         under the rundramatiq that runworkers last started for it (it logs each start)."""
-        started = re.findall(rf"started rundramatiq \(group {re.escape(group)}, pid (\d+)\)", self.output_all())
+        # "default" is also the group "*" makes of default and the queues no group names
+        # ("default+webhooks").
+        pattern = rf"started rundramatiq \(group {re.escape(group)}(?:\+[^,]*)?, pid (\d+)\)"
+        started = re.findall(pattern, self.output_all())
         assert started, f"runworkers started no group {group!r}: {self.output()}"
         root = int(started[-1])
         return [pid for pid in descendants(root) if not child_pids(pid)]
