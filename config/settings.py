@@ -131,6 +131,12 @@ else:
     # Checked before use: after a database restart the idle ones are dead, and with the
     # pool Django has it check each connection it borrows (ConnectionPool.check_connection).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Behind PgBouncer in transaction mode a cursor declared outside a transaction (what
+    # `.iterator()` does in autocommit) may be fetched from on another server connection,
+    # where it does not exist: DATABASE_SERVER_SIDE_CURSORS=false turns them off, as
+    # Django's documentation advises for that set-up (results are then read whole).
+    if not env.bool("DATABASE_SERVER_SIDE_CURSORS", default=True):
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     if env.bool("DATABASE_POOL", default=not TESTING):
         DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
         DATABASES["default"]["OPTIONS"]["pool"] = {

@@ -89,7 +89,9 @@ def test_behind_pgbouncer_in_transaction_mode(
     try:
         # Buzzer's own pools off (no pooling twice): every thread holds a client connection
         # to PgBouncer, which shares BOUNCER_POOL server connections between transactions.
-        figures = run_1000_orders(private_postgres, stack, DATABASE_URL=bouncer.url(), DATABASE_POOL="0")
+        figures = run_1000_orders(
+            private_postgres, stack, DATABASE_URL=bouncer.url(), DATABASE_POOL="0", DATABASE_SERVER_SIDE_CURSORS="0"
+        )
     finally:
         bouncer.stop()
 
