@@ -34,11 +34,13 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         context["refresh_seconds"] = 10
         return TemplateResponse(request, "admin/jobs/dashboard_unavailable.html", context, status=503)
     queues = list(settings.BUZZER_QUEUES)
+    busy_rows, busy_more = busy(snapshot.workers)
     context.update(
         snapshot=snapshot,
         alerts=open_alerts(),
         charts=charts.with_current_depths(charts.build_charts(queues), {q.name: q.depth for q in snapshot.queues}),
-        busy=busy(snapshot.workers),
+        busy=busy_rows,
+        busy_more=busy_more,
         paused=queue_control.paused_queues(client, namespace),
         can_pause=request.user.has_perm("jobs.pause_queue"),
         busy_limit=BUSY_LIMIT,
@@ -68,7 +70,8 @@ def pause_view(request: HttpRequest, queue_name: str) -> HttpResponse:
     return HttpResponseRedirect(reverse("admin:jobs_dashboard"))
 
 
-BUSY_LIMIT = 200
+# The longest-running jobs the Busy table lists; the rest are a link to the job list.
+BUSY_LIMIT = 50
 
 
 @dataclass
@@ -80,21 +83,24 @@ class Busy:
     jobs: list[Job]
 
 
-def busy(workers: list[monitoring.WorkerBeat]) -> list[Busy]:
-    """The running jobs (as their rows say, at most BUSY_LIMIT), by worker process: the
-    live workers first, each with what it runs, then any worker that is silent or gone."""
+def busy(workers: list[monitoring.WorkerBeat]) -> tuple[list[Busy], bool]:
+    """The running jobs (as their rows say, the BUSY_LIMIT longest-running), by worker
+    process: the live workers first, each with what it runs, then any worker that is
+    silent or gone; and whether more jobs are running than are listed."""
     running = list(
         Job.objects.filter(status=Job.Status.RUNNING)
         .only("id", "actor_name", "queue_name", "worker", "started_at", "attempts", "status")
-        .order_by("started_at")[:BUSY_LIMIT]
+        .order_by("started_at")[: BUSY_LIMIT + 1]
     )
+    more = len(running) > BUSY_LIMIT
+    running = running[:BUSY_LIMIT]
     by_worker: dict[str, list[Job]] = {}
     for job in running:
         by_worker.setdefault(job.worker, []).append(job)
     known = {w.broker_id: w for w in workers}
     rows = [Busy(w, w.broker_id, by_worker.pop(w.broker_id, [])) for w in workers if w.alive]
     rows += [Busy(known.get(worker_id), worker_id, jobs) for worker_id, jobs in by_worker.items()]
-    return rows
+    return rows, more
 
 
 def install(site: admin.AdminSite) -> None:

@@ -60,6 +60,14 @@ def search(queryset: QuerySet[Job], term: str) -> QuerySet[Job]:
     return _exact(queryset, term)
 
 
+def leads(term: str) -> bool:
+    """Whether a search for `term` finds its jobs through an index of its own (ids, values,
+    error words) rather than a plain column (an actor's name): then that index should
+    drive any further condition, such as the dead jobs among them."""
+    term = term.strip()
+    return bool(term) and term not in _actor_names()
+
+
 def _actor_names() -> set[str]:
     import dramatiq
 
@@ -71,6 +79,10 @@ def _short_id(queryset: QuerySet[Job], prefix: str) -> QuerySet[Job]:
     few rows of a million share them, about one in four billion each), plus any job that
     carries exactly this value, as an exact search would find it."""
     low, high = uuid.UUID(prefix + "0" * 24), uuid.UUID(prefix + "f" * 24)
+    if connection.vendor == "postgresql":
+        # An OR of the range and the values' index: one bitmap of both (an IN over a
+        # UNION was planned as a scan of the whole table, 12.6 s at a million jobs).
+        return queryset.filter(Q(pk__gte=low, pk__lte=high) | _carrying_on_postgresql(prefix, None))
     by_id = queryset.filter(pk__gte=low, pk__lte=high)
     carrying = _exact(queryset, prefix)
     return queryset.filter(pk__in=by_id.order_by().values("pk").union(carrying.order_by().values("pk"), all=True))

@@ -70,6 +70,27 @@ def test_staff_see_queues_workers_actors_alerts_and_charts(admin_client, real_br
     assert f">{str(mine.pk)[:8]}</a></td>" in busy and f">{str(lost.pk)[:8]}</a></td>" in busy
     assert busy.index(str(mine.pk)[:8]) < busy.index("w-gone") < busy.index(str(lost.pk)[:8])
     assert "gone" in busy
+    assert 'id="busy-more"' not in page
+
+
+def test_the_busy_table_lists_the_longest_running_jobs_and_links_to_the_rest(admin_client, real_broker):
+    from jobs.dashboard import BUSY_LIMIT
+    from jobs.models import Job
+
+    now = timezone.now()
+    Job.objects.bulk_create(
+        Job(actor_name="shop.email", status="running", worker="w-1", started_at=now - timedelta(seconds=n))
+        for n in range(BUSY_LIMIT + 5)
+    )
+
+    page = main_part(admin_client.get(URL))
+
+    busy = page.split('id="busy"', 1)[1].split("</table>", 1)[0]
+    assert busy.count("/change/") == BUSY_LIMIT
+    oldest = Job.objects.filter(status="running").order_by("started_at").first()
+    assert str(oldest.pk)[:8] in busy
+    assert f"The {BUSY_LIMIT} longest-running jobs are shown" in page
+    assert 'href="/admin/jobs/job/?status__exact=running">every running job</a>' in page
 
 
 def test_names_and_messages_are_escaped(admin_client, real_broker, settings):

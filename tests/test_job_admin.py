@@ -373,7 +373,7 @@ def test_cancel_selected_cancels_the_waiting_ones_only(operator):
 
 
 def test_retry_all_is_offered_with_its_count_only_where_dead_jobs_match(operator):
-    make_job(status="dead")
+    dead = make_job(status="dead")
     make_job(status="dead", actor_name="update_inventory")
     make_job(status="succeeded")
     client = logged_in(operator)
@@ -384,6 +384,10 @@ def test_retry_all_is_offered_with_its_count_only_where_dead_jobs_match(operator
     one = client.get("/admin/jobs/job/", {"actor": "update_inventory"}).content.decode()
     assert 'id="retry-matching">Retry 1 dead</button>' in one
     assert 'data-confirm="Retry 1 dead job matching this filter?"' in one
+    searched = client.get("/admin/jobs/job/", {"q": "update_inventory"}).content.decode()
+    assert 'id="retry-matching">Retry 1 dead</button>' in searched  # the search leads, the status is checked
+    by_id = client.get("/admin/jobs/job/", {"q": str(dead.pk)[:8]}).content.decode()
+    assert 'id="retry-matching">Retry 1 dead</button>' in by_id
     succeeded = client.get("/admin/jobs/job/", {"status__exact": "succeeded"}).content.decode()
     assert 'id="retry-matching"' not in succeeded
 

@@ -7,9 +7,13 @@ from typing import Any
 
 from django import template
 from django.contrib.admin.templatetags import admin_list as django_admin_list
+from django.db import connection
+from django.db.models import BooleanField, QuerySet
+from django.db.models.expressions import RawSQL
 from django.template.loader import render_to_string
 
-from jobs import admin_list
+from jobs import admin_list, search
+from jobs.models import Job
 
 register = template.Library()
 
@@ -28,15 +32,28 @@ def job_result_list(cl: Any) -> str:
 RETRY_MATCHING_CAP = 1000
 
 
+def dead_among(queryset: QuerySet[Job], searched: bool) -> QuerySet[Job]:
+    """The dead jobs of `queryset`. After a search through an index of its own, on SQLite, the status is compared as
+    `+status` (SQLite's way to keep a term off an index), so that the search's index
+    drives the query; PostgreSQL combines both indexes itself."""
+    if searched and connection.vendor == "sqlite":
+        sql = '+"jobs_job"."status" = %s'
+        return queryset.filter(RawSQL(sql, [Job.Status.DEAD], output_field=BooleanField()))  # noqa: S611 - bound
+    return queryset.filter(status=Job.Status.DEAD)
+
+
 @register.simple_tag
 def dead_matching(cl: Any) -> str:
     """How many dead jobs the list's filters and search match ("" for none, "1000+" past
     the cap): the "Retry all" button is offered only where it can act, with the count.
-    Counted in the status index, at most RETRY_MATCHING_CAP + 1 entries."""
+    Without a search: counted in the status index, at most RETRY_MATCHING_CAP + 1 entries.
+    With a search through an index of its own (`jobs.search.leads`), that index leads and
+    each job it finds is checked for being dead: SQLite would otherwise walk every dead
+    job's index entry to test it against the search (21 ms instead of 0.3 ms at 10,000
+    dead jobs)."""
     from jobs.admin import capped_count
-    from jobs.models import Job
 
-    count = capped_count(cl.queryset.filter(status=Job.Status.DEAD), RETRY_MATCHING_CAP + 1)
+    count = capped_count(dead_among(cl.queryset, searched=search.leads(cl.query)), RETRY_MATCHING_CAP + 1)
     if not count:
         return ""
     return f"{RETRY_MATCHING_CAP:,}+" if count > RETRY_MATCHING_CAP else f"{count:,}"
