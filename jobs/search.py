@@ -120,16 +120,25 @@ def _carrying_on_postgresql(term: str, job_id: uuid.UUID | None) -> Q:
     return condition
 
 
+def counted_in_index(queryset: QuerySet[Job]) -> bool:
+    """Whether `index_count` can count this queryset's jobs in the full-text index alone."""
+    query = queryset.query
+    return (
+        getattr(query, "buzzer_error_phrases", None) is not None
+        and connection.vendor == "sqlite"
+        and len(query.where.children) == 1
+    )
+
+
 def index_count(queryset: QuerySet[Job], limit: int) -> int | None:
     """How many jobs an error-text search finds, up to `limit`, counted in the full-text
     index alone, when that search is the queryset's only condition (SQLite: the FTS5
     table follows the job table through triggers, so its matches are the jobs; counting
     them there spares a lookup of every matching job, 2.5 ms of a 1,434-job count at a
     million jobs). None when it cannot tell: count the usual way."""
-    query = queryset.query
-    phrases = getattr(query, "buzzer_error_phrases", None)
-    if phrases is None or connection.vendor != "sqlite" or len(query.where.children) != 1:
+    if not counted_in_index(queryset):
         return None
+    phrases = queryset.query.buzzer_error_phrases  # type: ignore[attr-defined]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT COUNT(*) FROM (SELECT 1 FROM jobs_job_error_fts WHERE jobs_job_error_fts MATCH %s LIMIT %s)",

@@ -64,6 +64,13 @@ def test_list_never_counts_the_whole_table(operator, monkeypatch):
     # a constant, which any index answering the filter covers: no row read to count
     assert all("SELECT (1)" in sql and '"jobs_job"."id"' not in sql.partition("FROM")[0] for sql in counts), counts
 
+    with CaptureQueriesContext(connection) as queries:
+        logged_in(operator).get("/admin/jobs/job/", {"q": "someone@example.com"})
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"] and "jobs_job" in q["sql"]]
+    assert counts and all("LIMIT" in sql for sql in counts), counts
+    # after a search, the dead ones are counted along: the status, never the rows' ids
+    assert all('"jobs_job"."id"' not in sql.split("FROM (", 1)[-1].partition("FROM")[0] for sql in counts), counts
+
 
 def test_list_rows_are_cell_for_cell_those_of_djangos_admin(operator):
     """The job list renders its rows itself (jobs/admin_list.py): same HTML as Django's."""
@@ -372,7 +379,7 @@ def test_cancel_selected_cancels_the_waiting_ones_only(operator):
     assert sorted(Job.objects.values_list("status", flat=True)) == ["cancelled"] * 3 + ["succeeded"]
 
 
-def test_retry_all_is_offered_with_its_count_only_where_dead_jobs_match(operator):
+def test_retry_all_is_offered_with_its_count_only_where_dead_jobs_match(operator, monkeypatch):
     dead = make_job(status="dead")
     make_job(status="dead", actor_name="update_inventory")
     make_job(status="succeeded")
@@ -390,6 +397,9 @@ def test_retry_all_is_offered_with_its_count_only_where_dead_jobs_match(operator
     assert 'id="retry-matching">Retry 1 dead</button>' in by_id
     succeeded = client.get("/admin/jobs/job/", {"status__exact": "succeeded"}).content.decode()
     assert 'id="retry-matching"' not in succeeded
+    monkeypatch.setattr(jobs_admin, "COUNT_CAP", 1)  # the list's count stops short: dead counted apart
+    capped = client.get("/admin/jobs/job/").content.decode()
+    assert 'id="retry-matching">Retry 2 dead</button>' in capped
 
 
 def test_the_job_page_leads_with_the_outcome_and_keeps_failed_attempts_below(operator):

@@ -53,7 +53,9 @@ def dead_matching(cl: Any) -> str:
     dead jobs)."""
     from jobs.admin import capped_count
 
-    count = capped_count(dead_among(cl.queryset, searched=search.leads(cl.query)), RETRY_MATCHING_CAP + 1)
+    count = getattr(getattr(cl, "paginator", None), "dead_count", None)  # jobs.admin.JobPaginator
+    if count is None:
+        count = capped_count(dead_among(cl.queryset, searched=search.leads(cl.query)), RETRY_MATCHING_CAP + 1)
     if not count:
         return ""
     return f"{RETRY_MATCHING_CAP:,}+" if count > RETRY_MATCHING_CAP else f"{count:,}"
