@@ -72,9 +72,7 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # Client address, time, request line, status, bytes, duration in ms, the request id that
 # the application's own log lines carry (config/logging.py), referrer and user agent.
-access_log_format = (
-    '%(h)s - %(u)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}o)s "%(f)s" "%(a)s"'
-)
+access_log_format = '%(h)s - %(u)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}o)s "%(f)s" "%(a)s"'
 
 # X-Forwarded-Proto and X-Forwarded-For are trusted only from these addresses (gunicorn
 # reads FORWARDED_ALLOW_IPS itself; its default is 127.0.0.1,::1, a proxy on this host).

@@ -25,7 +25,7 @@ import redis
 from django.conf import settings
 
 from orders.models import ApiKey, Product
-from tests.support import email
+from tests.support import email, procfile
 from tests.support.data import order_body, order_jobs
 from tests.support.figures import record
 from tests.support.http import request
@@ -35,7 +35,6 @@ from tests.support.workers import ROOT, descendants, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.serial, pytest.mark.django_db(transaction=True)]
 
-PROCFILE = ROOT / "Procfile.production"
 HTTPS = {"X-Forwarded-Proto": "https"}  # what the TLS-terminating proxy adds
 # Sized down for a 2-core machine; the shape (one pool per queue class) is production's.
 SIZES = {
@@ -45,16 +44,6 @@ SIZES = {
     **{f"WORKER_{cls}_THREADS": "2" for cls in ("STANDARD", "PREMIUM", "REPORTS", "WEBHOOKS")},
 }
 WORKER_PROCESSES = 4  # one per class
-
-
-def procfile_entries(path: Path = PROCFILE) -> dict[str, str]:
-    """{process type: command} of a Procfile, in order."""
-    entries: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, command = line.split(":", 1)
-            entries[name.strip()] = command.strip()
-    return entries
 
 
 @dataclass
@@ -89,7 +78,7 @@ class ProductionStack:
         )
 
     def start(self) -> None:
-        for name, command in procfile_entries().items():
+        for name, command in procfile.entries().items():
             log = self.logs / f"{name}.log"
             with log.open("wb") as out:
                 # As honcho and platforms do, through a shell (the ${VAR:-default} sizes);
@@ -215,7 +204,7 @@ def test_the_production_processes_take_an_order_over_http_and_stop_cleanly_on_si
 
     started_at = time.monotonic()
     stack.start()
-    assert set(procfile_entries()) >= {"web", "scheduler", "scheduler_standby"}
+    assert set(procfile.entries()) >= {"web", "scheduler", "scheduler_standby"}
     report = stack.wait(
         lambda: (lambda r: r if r and r["workers_alive"] >= WORKER_PROCESSES and r["scheduler_alive"] else None)(
             healthy(stack.url)
