@@ -18,6 +18,13 @@ if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
 
+# The example file's placeholders left in the environment file: stop before anything runs.
+env_file="${BUZZER_ENV_FILE:-.env}"
+if [[ -f "$env_file" ]] && grep -n "CHANGE-ME" "$env_file" >&2; then
+    echo "release: FAILED: $env_file still has CHANGE-ME placeholders (above)" >&2
+    exit 1
+fi
+
 step() {
     echo "release: $*" >&2
     if ! "$PYTHON" manage.py "$@"; then

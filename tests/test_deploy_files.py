@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import runpy
+import secrets
 import shutil
 import subprocess
 import sys
@@ -160,3 +161,38 @@ def test_the_release_step_stops_before_the_database_when_the_settings_are_unfit_
     assert "security.W020" in result.stderr + result.stdout
     assert "release: FAILED: manage.py check --deploy --fail-level WARNING" in result.stderr
     assert "release: migrate" not in result.stderr and not database.exists()
+
+
+def production_example_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PYTHON": sys.executable,
+        "BUZZER_ENV_FILE": str(DEPLOY / "production.env.example"),
+        "BUZZER_VAR_DIR": str(tmp_path),
+        **overrides,
+    }
+
+
+def test_the_documented_production_values_pass_check_deploy(tmp_path: Path):
+    env = production_example_env(tmp_path, SECRET_KEY=secrets.token_urlsafe(50))
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_the_release_step_refuses_an_environment_file_with_placeholders_left(tmp_path: Path):
+    env = production_example_env(tmp_path)
+    result = subprocess.run(
+        ["bash", str(DEPLOY / "release.sh")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "still has CHANGE-ME placeholders" in result.stderr
+    assert "SECRET_KEY=CHANGE-ME" in result.stderr  # the lines are shown
+    assert "release: check" not in result.stderr
