@@ -248,6 +248,12 @@ def test_the_production_processes_take_an_order_over_http_and_stop_cleanly_on_si
     assert f"buzzer_workers_alive {float(WORKER_PROCESSES)}" in metrics, metrics[:3000]
     assert 'buzzer_jobs_finished_total{actor="send_confirmation_email",status="succeeded"} 2.0' in metrics
 
+    # gunicorn as configured: WEB_CONCURRENCY workers, an access line per request with
+    # its duration and the request id the application logs and hands to its jobs.
+    web = next(s for s in stack.processes if s.name == "web").output()
+    assert web.count("Booting worker with pid") == int(SIZES["WEB_CONCURRENCY"]), web
+    assert re.search(r'"POST /api/orders/ HTTP/1\.1" 201 \d+ \d+ms request_id=[0-9a-f]{32} ', web), web[-3000:]
+
     # One scheduler schedules, the other stands by: the lease names the first.
     schedulers = {s.name: s for s in stack.processes if s.name.startswith("scheduler")}
     active = [s for s in schedulers.values() if "is active" in s.output()]
