@@ -12,7 +12,7 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3 python3.13; 
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] < (3,14))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
 
-.PHONY: run stop test test-faults test-fast lint format bench screenshots venv dev-deps redis redis-binary env clean-test audit FORCE
+.PHONY: run stop test test-faults test-fast lint format bench screenshots venv dev-deps redis redis-binary env clean-test audit release FORCE
 
 # A venv whose interpreter or pip is gone (a failed first run on a Python without
 # ensurepip, a Python upgrade) is checked and made again, whatever its stamp says.
@@ -114,5 +114,10 @@ bench: dev-deps redis-binary
 screenshots: dev-deps redis-binary
 	@$(PY) scripts/ensure_test_tools.py
 	$(PY) scripts/screenshots.py $(SHOTS)
+
+# The production release step (deploy/release.sh: check --deploy, migrate, collectstatic),
+# with production's environment (BUZZER_ENV_FILE, or .env): docs/DEPLOY.md.
+release: venv
+	PYTHON=$(PY) deploy/release.sh
 
 FORCE:

@@ -463,6 +463,9 @@ if not DEBUG and not TESTING:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    # Load balancers and Prometheus reach these over plain HTTP on the private network,
+    # often straight to gunicorn: answered, not redirected (BUZZER_MONITORING_TOKEN guards them).
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 
 # One format for web, workers and scheduler (config/logging.py): JSON lines in
 # production, readable lines in development.

@@ -4,7 +4,8 @@
    default; 0 runs them in this process). Each worker has its own test database
    (pytest-django suffixes its name: test.sqlite3_gw0, test_<db>_gw0), its own Redis
    server and its own Redis namespace (buzzer-test-gw0), so they never share state.
-2. The fault and browser tests, one at a time: they kill processes and measure time.
+2. The fault and browser tests (and those marked `serial`), one at a time: they kill
+   processes, start whole stacks and measure time.
 
 The arguments (`make test PYTEST_ARGS=...`) go to both runs; tests/conftest.py
 (BUZZER_SUITE_PART) puts each test in its part, so a -k, -m, path or --lf of the caller

@@ -141,10 +141,10 @@ def viewer(db: None) -> Any:
 
 
 # `make test` runs the suite in two parts (scripts/run_suite.py): BUZZER_SUITE_PART=parallel
-# is everything but the fault and browser tests, on pytest-xdist workers; =serial is the
-# fault and browser tests, one at a time (they kill processes and measure time). A -m or
+# is everything but the fault, browser and `serial` tests, on pytest-xdist workers; =serial
+# is those, one at a time (they kill processes and measure time). A -m or
 # -k of the caller's still narrows each part.
-SERIAL_MARKERS = ("faults", "browser")
+SERIAL_MARKERS = ("faults", "browser", "serial")
 # The failures recorded when the parallel part started: --lf in the serial part reruns
 # those, not what is left after the parallel part has updated pytest's record.
 LASTFAILED_AT_START = "buzzer/lastfailed-at-suite-start"
