@@ -32,8 +32,10 @@ def server_binary() -> str:
 
 
 class RedisServer:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, args: tuple[str, ...] = ()) -> None:
+        """`args`: more redis-server options (`("--replicaof", host, port)` for a replica)."""
         self.data_dir = data_dir
+        self.args = args
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -62,6 +64,7 @@ class RedisServer:
                 "",
                 "--logfile",
                 str(self.data_dir / "redis.log"),
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
