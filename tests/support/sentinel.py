@@ -90,20 +90,24 @@ class Sentinels:
         return None
 
     def wait_for_new_master(self, old_port: int, timeout: float = 30) -> int:
-        """The new master's port once every sentinel names another than `old_port`."""
+        """The new master's port once every sentinel has finished the failover: names
+        another master than `old_port` and holds it up (what clients then get from them)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ports = set()
-            for number in range(self.count):
-                try:
-                    address = self.sentinel(number).sentinel_get_master_addr_by_name(MASTER_NAME)
-                    ports.add(int(address[1]) if address else None)
-                except redis.RedisError:
-                    ports.add(None)
+            ports = {self._settled_master_port(number) for number in range(self.count)}
             if len(ports) == 1 and None not in ports and old_port not in ports:
-                return ports.pop()
+                return ports.pop()  # type: ignore[return-value]
             time.sleep(0.05)
         raise AssertionError(f"no failover after {timeout:.0f}s: {self.logs()}")
+
+    def _settled_master_port(self, number: int) -> int | None:
+        try:
+            state = self.sentinel(number).sentinel_master(MASTER_NAME)
+        except redis.RedisError:
+            return None
+        if not state["is_master"] or state["is_sdown"] or state["is_odown"] or "failover" in state["flags"]:
+            return None
+        return int(state["port"])
 
     def cut_replica(self) -> None:
         """The replica loses its link to the master, as a network partition would leave
