@@ -229,6 +229,8 @@ REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="")
 REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
 REDIS_PASSWORD = env.str("REDIS_PASSWORD", default="")
 check_sentinel_settings(REDIS_SENTINELS, REDIS_SENTINEL_MASTER)
+if TESTING:  # as for REDIS_URL: the suite's own servers (a test that wants sentinels sets them)
+    REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_PASSWORD = (), "", ""
 
 
 def _installation_namespace(database: dict) -> str:
