@@ -202,3 +202,25 @@ def test_every_kind_of_client_follows_the_master_after_a_failover(sentinels: Sen
     assert new.get("broker") == b"2" and new.get("plain") == b"2"
     assert cache.get("cache") == 2
     broker.close()
+
+
+def test_passwords_reach_the_master_and_the_sentinels(tmp_path: Path, settings: Any) -> None:
+    """REDIS_PASSWORD for the master (the URL has none), REDIS_SENTINEL_PASSWORD for the
+    sentinels (`requirepass` in sentinel.conf): real servers that refuse anyone else."""
+    group = Sentinels(tmp_path / "redis", count=1, quorum=1, password="m-secret", sentinel_password="s-secret")
+    group.start()
+    try:
+        settings.REDIS_SENTINELS = group.addresses()
+        settings.REDIS_SENTINEL_MASTER = MASTER_NAME
+        settings.REDIS_PASSWORD = "m-secret"
+        settings.REDIS_SENTINEL_PASSWORD = "s-secret"
+        client = redis_client.client("redis://127.0.0.1:1/0?socket_connect_timeout=1&socket_timeout=5")
+        client.set("reached", 1)
+        assert group.master.client().get("reached") == b"1"
+
+        settings.REDIS_SENTINEL_PASSWORD = "wrong"
+        refused = redis_client.client("redis://127.0.0.1:1/0?socket_connect_timeout=1&socket_timeout=5")
+        with pytest.raises(redis.ConnectionError):  # no sentinel answers: no master to be found
+            refused.get("reached")
+    finally:
+        group.stop()

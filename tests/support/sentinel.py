@@ -23,11 +23,21 @@ FAILOVER_TIMEOUT_MS = 5000
 
 
 class Sentinels:
-    def __init__(self, data_dir: Path, count: int = 3, quorum: int = 2) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        count: int = 3,
+        quorum: int = 2,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
+        """`password`: the master's and replica's; `sentinel_password`: the sentinels' own."""
         self.data_dir = data_dir
         self.count = count
         self.quorum = quorum
-        self.master = RedisServer(data_dir / "master")
+        self.password = password
+        self.sentinel_password = sentinel_password
+        self.master = RedisServer(data_dir / "master", password=password)
         self.replica: RedisServer | None = None
         self.ports = [free_port() for _ in range(count)]
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -35,7 +45,7 @@ class Sentinels:
     def start(self) -> Sentinels:
         self.master.start()
         self.replica = RedisServer(
-            self.data_dir / "replica", args=("--replicaof", "127.0.0.1", str(self.master.port))
+            self.data_dir / "replica", args=("--replicaof", "127.0.0.1", str(self.master.port)), password=self.password
         ).start()
         self._wait(lambda: self.replica_linked(self.replica), "the replica's first sync")
         for number, port in enumerate(self.ports):
@@ -48,6 +58,8 @@ class Sentinels:
                 f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
                 f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+                + (f"sentinel auth-pass {MASTER_NAME} {self.password}\n" if self.password else "")
+                + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else "")
             )
             self.procs.append(
                 subprocess.Popen(
@@ -76,7 +88,13 @@ class Sentinels:
         return tuple(("127.0.0.1", port) for port in self.ports)
 
     def sentinel(self, number: int = 0) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.ports[number], socket_timeout=2, decode_responses=True)
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.ports[number],
+            socket_timeout=2,
+            decode_responses=True,
+            password=self.sentinel_password,
+        )
 
     def master_port(self) -> int | None:
         """The master's port as the first sentinel that answers names it."""
