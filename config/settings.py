@@ -15,6 +15,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config import logging as _logging
+from jobs.redis_client import check_sentinel_settings, parse_sentinels
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -216,6 +217,20 @@ if TESTING:
         from tests.support import suite_redis
 
         REDIS_URL = suite_redis.start()
+
+# --- Redis Sentinel (optional) ----------------------------------------------------------
+# With REDIS_SENTINELS (host:port,host:port,…) and REDIS_SENTINEL_MASTER (the name the
+# sentinels monitor), every Redis client follows the current master (jobs/redis_client.py):
+# REDIS_URL then gives only the database number, password and options, not the host.
+# REDIS_SENTINEL_PASSWORD is the sentinels' own password; REDIS_PASSWORD the master's
+# (and its replicas') when REDIS_URL carries none.
+REDIS_SENTINELS = parse_sentinels(env.str("REDIS_SENTINELS", default=""))
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="")
+REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
+REDIS_PASSWORD = env.str("REDIS_PASSWORD", default="")
+check_sentinel_settings(REDIS_SENTINELS, REDIS_SENTINEL_MASTER)
+if TESTING:  # as for REDIS_URL: the suite's own servers (a test that wants sentinels sets them)
+    REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_PASSWORD = (), "", ""
 
 
 def _installation_namespace(database: dict) -> str:
@@ -441,6 +456,7 @@ CACHES = {
         "OPTIONS": {
             "socket_connect_timeout": BUZZER_RATELIMIT_REDIS_TIMEOUT_SECONDS,
             "socket_timeout": BUZZER_RATELIMIT_REDIS_TIMEOUT_SECONDS,
+            "pool_class": "jobs.redis_client.CachePool",  # REDIS_URL or Sentinel
         },
     },
 }

@@ -53,6 +53,8 @@ from dramatiq.common import compute_backoff, current_millis
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
+from jobs import redis_client
+
 logger = logging.getLogger(__name__)
 
 UNDECODABLE_ACTOR = "(undecodable message)"
@@ -227,6 +229,9 @@ class BuzzerRedisBroker(RedisBroker):
 
         # Every key in the installation's namespace, not Dramatiq's shared "dramatiq".
         kwargs.setdefault("namespace", settings.BUZZER_NAMESPACE)
+        url = kwargs.pop("url", None)
+        if url and kwargs.get("client") is None:
+            kwargs["client"] = redis_client.client(url)  # REDIS_URL's server, or Sentinel's master
         super().__init__(**kwargs)
         self.consumers_made: dict[str, int] = {}
         self.wakeup: bool = settings.BUZZER_WORKER_WAKEUP

@@ -33,7 +33,7 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from jobs import stats
+from jobs import redis_client, stats
 from jobs.claims import workers_key
 from jobs.models import Job, QueueSample
 
@@ -66,7 +66,7 @@ def redis_connection(broker: Any = None) -> tuple[Any, str]:
 
 @functools.lru_cache(maxsize=4)
 def _client_for(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
+    return redis_client.client(url)
 
 
 def scheduler_key(namespace: str) -> str:

@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from config import logging as _logging
+from jobs import redis_client
 from jobs.broker import add_nudges
 from jobs.events import subscribers
 from jobs.models import Job
@@ -306,13 +307,12 @@ def sender() -> dramatiq.Broker:
         return broker
     twin = _senders.get(id(broker))
     if twin is None:
-        params = dict(broker.client.connection_pool.connection_kwargs)
         timeout = settings.BUZZER_DISPATCH_TIMEOUT_SECONDS
         # One try: redis-py would otherwise try a timed-out command again, doubling the wait.
-        params.update(socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
-        params.pop("retry_on_timeout", None)
-        params.pop("retry_on_error", None)
-        pool = redis.ConnectionPool(connection_class=broker.client.connection_pool.connection_class, **params)
+        params = dict(socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+        params.update(retry_on_timeout=False, retry_on_error=[])
+        # The same server as the broker's: with Sentinel, a pool that follows the master too.
+        pool = redis_client.pool_like(broker.client.connection_pool, **params)
         client = redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
         twin = RedisBroker(client=client, namespace=broker.namespace, middleware=[])
         _senders.clear()  # tests swap brokers: keep only the current one's twin

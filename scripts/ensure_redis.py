@@ -1,5 +1,6 @@
 """The Redis `make run` uses (standard library + redis-py only).
 
+- With REDIS_SENTINELS set: nothing to check or start (the processes find the master).
 - With REDIS_URL set (environment or .env): check that it answers, and say exactly what
   is wrong when it does not (malformed URL, nothing listening, wrong password). Nothing
   is started for it: a typo in the port must not silently start an empty Redis.
@@ -145,6 +146,10 @@ def main(argv: list[str]) -> int:
             return 1
         return 0
     read_dotenv()
+    if os.environ.get("REDIS_SENTINELS", "").strip():
+        # The processes ask the sentinels for the master (jobs/redis_client.py): nothing to start.
+        print(f"Redis: the master the sentinels name (REDIS_SENTINELS={os.environ['REDIS_SENTINELS'].strip()}).")
+        return 0
     explicit = os.environ.get("REDIS_URL", "").strip()
     if explicit:
         problem = problem_with(explicit)

@@ -10,6 +10,8 @@ from django.conf import settings
 from django_dramatiq.utils import load_middleware
 from dramatiq.brokers.redis import RedisBroker
 
+from jobs import redis_client
+
 
 @contextmanager
 def redis_broker(url: str | None = None) -> Iterator[RedisBroker]:
@@ -17,7 +19,9 @@ def redis_broker(url: str | None = None) -> Iterator[RedisBroker]:
     stub = dramatiq.get_broker()
     middleware = [load_middleware(path) for path in settings.DRAMATIQ_BROKER["MIDDLEWARE"]]
     broker_url = settings.BROKER_URL if url is None else f"{url}?socket_connect_timeout=1&socket_timeout=5"
-    broker = RedisBroker(url=broker_url, middleware=middleware, namespace=settings.BUZZER_NAMESPACE)
+    # Through the factory: with REDIS_SENTINELS set (a failover test), the current master.
+    client = redis_client.client(broker_url)
+    broker = RedisBroker(client=client, middleware=middleware, namespace=settings.BUZZER_NAMESPACE)
     broker.client.flushdb()  # the suite's own server (or a fault test's) belongs to the suite alone
     for queue_name in settings.BUZZER_QUEUES:
         broker.declare_queue(queue_name)

@@ -32,8 +32,14 @@ def server_binary() -> str:
 
 
 class RedisServer:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, args: tuple[str, ...] = (), password: str | None = None
+    ) -> None:
+        """`args`: more redis-server options (`("--replicaof", host, port)` for a replica);
+        `password`: its `requirepass` (and `masterauth`, for a replica or a demoted master)."""
         self.data_dir = data_dir
+        self.password = password
+        self.args = args + (("--requirepass", password, "--masterauth", password) if password else ())
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -42,7 +48,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10, password=self.password)
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
@@ -62,6 +68,7 @@ class RedisServer:
                 "",
                 "--logfile",
                 str(self.data_dir / "redis.log"),
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

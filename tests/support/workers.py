@@ -39,6 +39,9 @@ def worker_env(**extra: str) -> dict[str, str]:
             "BUZZER_BROKER": "redis",
             "DEBUG": "1",
             "REDIS_URL": settings.REDIS_URL,
+            "REDIS_SENTINELS": "",  # never sentinels from .env: a test passes its own
+            "REDIS_SENTINEL_MASTER": "",
+            "REDIS_PASSWORD": "",
             "BUZZER_NAMESPACE": settings.BUZZER_NAMESPACE,
             "DATABASE_URL": database_url(),
             "EMAIL_BACKEND": "tests.support.email.RedisLedgerBackend",

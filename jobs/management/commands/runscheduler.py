@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 from django.utils import timezone
 
-from jobs import monitoring, recovery, schedules, services
+from jobs import monitoring, recovery, redis_client, schedules, services
 from jobs.lease import Lease
 from jobs.models import Schedule
 from jobs.periodic import enqueue_due, registered
@@ -189,7 +189,7 @@ class Command(BaseCommand):
     help = "Run the scheduler (one active at a time): outbox sweep, recovery, periodic and scheduled jobs."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        client = redis.Redis.from_url(settings.BROKER_URL)
+        client = redis_client.client(settings.BROKER_URL)
         ttl = settings.BUZZER_SCHEDULER_LEASE_SECONDS
         lease = Lease(client, lease_key(), ttl)
         stopping = threading.Event()
