@@ -139,13 +139,16 @@ def postgres_reading(url: str) -> dict[str, Any] | None:
     return {"database": database, "tables": tables, "lsn": lsn}
 
 
-def postgres_cpu(database: str) -> float:
-    """CPU seconds of the PostgreSQL backends serving `database`, alive now."""
+def postgres_cpu(database: str, exclude: set[int]) -> float:
+    """CPU seconds of the PostgreSQL backends serving `database`, alive now, but for the
+    benchmark's own (`exclude`)."""
     import psutil
 
     total = 0.0
     for proc in psutil.process_iter(["name", "cmdline"]):
         try:
+            if proc.pid in exclude:
+                continue
             if proc.info["name"] == "postgres" and f" {database} " in " ".join(proc.info["cmdline"] or []):
                 times = proc.cpu_times()
                 total += times.user + times.system
@@ -179,6 +182,7 @@ class Meter:
         self.client = client
         self.database_url = database_url
         self.database = database
+        self.wal = WalTracker(database_url) if database_url else None
         first = self._raw()
         second = self._raw()
         self.info_in = int(second.redis["total_net_input_bytes"]) - int(first.redis["total_net_input_bytes"])
@@ -189,6 +193,15 @@ class Meter:
         third = self._raw()
         self.redis_idle_cpu = (redis_cpu(third.redis) - redis_cpu(second.redis)) / (third.at - second.at)
 
+    def own_backends(self) -> set[int]:
+        """The benchmark's connections to its database: the WAL tracker's and Django's."""
+        from django.db import connection
+
+        pids = {self.wal.conn.info.backend_pid} if self.wal else set()
+        if connection.connection is not None:
+            pids.add(connection.connection.info.backend_pid)
+        return pids
+
     def _raw(self) -> Reading:
         info, commands = redis_reading(self.client)
         return Reading(time.monotonic(), info, commands, None)
@@ -197,9 +210,11 @@ class Meter:
         """A reading; `cpu_of` names process trees (name=pid) whose CPU time to include."""
         cpu = {name: tree_cpu(pid) for name, pid in cpu_of.items()}
         if self.database:
-            cpu["postgres"] = postgres_cpu(self.database)
+            cpu["postgres"] = postgres_cpu(self.database, self.own_backends())
         reading = Reading(time.monotonic(), *redis_reading(self.client), postgres_reading(self.database_url), cpu)
         reading.cpu["redis"] = redis_cpu(reading.redis)
+        if reading.postgres is not None and self.wal is not None:
+            reading.postgres["wal"] = self.wal.reading()
         return reading
 
 
@@ -219,6 +234,7 @@ class Phase:
     postgres_rows: dict[str, dict[str, int]] = field(default_factory=dict)  # table -> ins/upd/del
     wal: dict[str, Any] = field(default_factory=dict)
     measured: int = 0  # units the probe's counts and the processes' CPU cover (units when 0)
+    redis_usec: int = 0  # time Redis spent running the commands (INFO commandstats), I/O not included
 
     def per(self, value: float) -> float:
         return value / self.units if self.units else float("nan")
@@ -240,6 +256,11 @@ def phase(
     `pg_before` and `pg_after` (default: before and after)."""
     commands = commandstats_delta(before.commands, after.commands)
     commands.pop("info", None)  # the benchmark's own readings
+    usec = sum(
+        int(stats["usec"]) - int(before.commands.get(key, {}).get("usec", 0))
+        for key, stats in after.commands.items()
+        if key != "cmdstat_info"
+    )
     scale = units / (measured or units)
     cpu = {k: (after.cpu[k] - before.cpu[k]) * (1.0 if k == "redis" else scale) for k in after.cpu if k in before.cpu}
     cpu["redis"] = max(0.0, cpu["redis"] - meter.redis_idle_cpu * (after.at - before.at))
@@ -254,6 +275,7 @@ def phase(
         int(after.redis["used_memory"]) - int(before.redis["used_memory"]),
         cpu,
         measured=measured or units,
+        redis_usec=usec,
     )
     pg_before, pg_after = pg_before or before, pg_after or after
     if pg_before.postgres and pg_after.postgres:
@@ -262,31 +284,80 @@ def phase(
             delta = {k: counts[i] - old[i] for i, k in enumerate(("inserted", "updated", "deleted", "hot"))}
             if any(delta.values()):
                 result.postgres_rows[table] = delta
-        result.wal = wal_written(meter.database_url, pg_before.postgres["lsn"], pg_after.postgres["lsn"])
+        old, new = pg_before.postgres["wal"], pg_after.postgres["wal"]
+        result.wal = {k: new[k] - old[k] for k in ("records", "bytes", "fpi_bytes", "cluster_bytes")}
+        if new["error"]:
+            result.wal = {"cluster_bytes": _lsn(pg_after.postgres["lsn"]) - _lsn(pg_before.postgres["lsn"])}
+            result.wal["error"] = new["error"]
     return result
 
 
-def wal_written(url: str, start: str, end: str) -> dict[str, Any]:
-    """The WAL this database wrote between two positions: the records touching its
-    relations and the commit records of their transactions (pg_walinspect). Other
-    databases on the server write WAL meanwhile: `cluster_bytes` is everything."""
-    import psycopg
+class WalTracker:
+    """The WAL this database writes: every second, the records written since the last
+    look (pg_walinspect) that touch its relations, and the commit records of their
+    transactions, are added up — read while the server still has them (a shared server's
+    other databases make it recycle segments within minutes). Other databases' WAL is
+    left out; `cluster_bytes` is everything the server wrote."""
 
-    cluster = _lsn(end) - _lsn(start)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            (oid,) = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()
-            pattern = f"% rel %/{oid}/%"
-            records, size, fpi = conn.execute(
-                "WITH r AS (SELECT * FROM pg_get_wal_records_info(%s::pg_lsn, %s::pg_lsn)), "
-                "mine AS (SELECT DISTINCT xid FROM r WHERE block_ref LIKE %s AND xid <> '0'::xid) "
-                "SELECT count(*), coalesce(sum(record_length), 0), coalesce(sum(fpi_length), 0) FROM r "
-                "WHERE block_ref LIKE %s OR (resource_manager = 'Transaction' AND xid IN (SELECT xid FROM mine))",
-                (start, end, pattern, pattern),
-            ).fetchone()
-    except Exception as exc:  # noqa: BLE001 - WAL already recycled, extension missing: say so
-        return {"cluster_bytes": cluster, "error": str(exc).splitlines()[0]}
-    return {"records": int(records), "bytes": int(size), "fpi_bytes": int(fpi), "cluster_bytes": cluster}
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True)
+        (oid,) = self.conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()
+        self.pattern = f"% rel %/{oid}/%"
+        self.position = self._flushed()
+        self.xids: set[int] = set()
+        self.totals = {"records": 0, "bytes": 0, "fpi_bytes": 0, "cluster_bytes": 0}
+        self.error = ""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _flushed(self) -> str:
+        (lsn,) = self.conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
+        return lsn
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.catch_up()
+
+    def catch_up(self) -> None:
+        with self._lock:
+            if self.error:
+                return
+            end = self._flushed()
+            if end == self.position:
+                return
+            try:
+                rows = self.conn.execute(
+                    "SELECT xid::text::bigint, resource_manager = 'Transaction', block_ref LIKE %s, record_length, "
+                    "fpi_length FROM pg_get_wal_records_info(%s::pg_lsn, %s::pg_lsn) "
+                    "WHERE block_ref LIKE %s OR resource_manager = 'Transaction'",
+                    (self.pattern, self.position, end, self.pattern),
+                ).fetchall()
+            except Exception as exc:  # noqa: BLE001 - WAL already recycled, extension missing: say so
+                self.error = str(exc).splitlines()[0]
+                return
+            for xid, commit, mine, length, fpi in rows:
+                if mine:
+                    self.xids.add(xid)
+                if mine or (commit and xid in self.xids):
+                    self.totals["records"] += 1
+                    self.totals["bytes"] += length
+                    self.totals["fpi_bytes"] += fpi
+            self.totals["cluster_bytes"] += _lsn(end) - _lsn(self.position)
+            self.position = end
+
+    def reading(self) -> dict[str, Any]:
+        self.catch_up()
+        with self._lock:
+            return {**self.totals, "error": self.error}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.conn.close()
 
 
 def _lsn(text: str) -> int:
@@ -662,6 +733,58 @@ def measure_prune() -> dict[str, float]:
     }
 
 
+# --- a hot row ----------------------------------------------------------------------
+
+
+def measure_hot_row(url: str, seconds: float, threads: int = 8) -> dict[str, float]:
+    """record_analytics' transaction (an effect row, then one day's sales row + 1) from
+    `threads` connections for `seconds`: every order of a day updates the same row, so
+    each transaction waits for the one before it to commit. The same transaction with a
+    row per connection shows what the waiting costs. Transactions per second."""
+    import uuid
+
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO orders_dailysales (date, orders, items, revenue) "
+            "SELECT DATE '2000-01-01' + n, 0, 0, 0 FROM generate_series(0, %s) AS n ON CONFLICT DO NOTHING",
+            (threads,),
+        )
+    result = {}
+    for label in ("one row", "a row per connection"):
+        done = [0] * threads
+        stop = threading.Event()
+
+        def work(n: int, label: str = label, done: list[int] = done, stop: threading.Event = stop) -> None:
+            day = 0 if label == "one row" else n + 1
+            with psycopg.connect(url) as conn:
+                while not stop.is_set():
+                    with conn.transaction():
+                        conn.execute(
+                            "INSERT INTO jobs_effect (key, state, job_id, created_at, updated_at) "
+                            "VALUES (%s, 'done', NULL, now(), now())",
+                            (f"capacity-hot:{uuid.uuid4()}",),
+                        )
+                        conn.execute(
+                            "UPDATE orders_dailysales SET orders = orders + 1, items = items + 1, revenue = revenue + 1 "
+                            "WHERE date = DATE '2000-01-01' + %s",
+                            (day,),
+                        )
+                    done[n] += 1
+
+        workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        time.sleep(seconds)
+        stop.set()
+        for worker in workers:
+            worker.join()
+        result[label] = sum(done) / (time.perf_counter() - started)
+    return result
+
+
 # --- the replay ------------------------------------------------------------------------
 
 _MONITOR_LINE = re.compile(r"^\+?(\d+\.\d+) \[(\d+) ([^\]]+)\] (.*)$")
@@ -809,7 +932,7 @@ def replay(lines: list[str], port: int, copies: int, client: Any) -> dict[str, A
 
 
 def report(main_pass: Pass, sizes: dict[str, dict[str, int]], prune: dict[str, float], replayed: dict[str, Any],
-           capture_jobs: int, vendor: str, args: argparse.Namespace, meter_idle_cpu: float) -> dict[str, Any]:  # fmt: skip
+           capture_jobs: int, vendor: str, args: argparse.Namespace, meter_idle_cpu: float, hot: dict[str, float]) -> dict[str, Any]:  # fmt: skip
     web, work = main_pass.web, main_pass.workers
     orders = web.units
     measured = web.measured
@@ -891,6 +1014,11 @@ def report(main_pass: Pass, sizes: dict[str, dict[str, int]], prune: dict[str, f
     if "postgres" in web.cpu:
         line("PostgreSQL backends", web.cpu["postgres"] * 1000 / orders, work.cpu["postgres"] * 1000 / work.units)
     line("Redis server", web.cpu["redis"] * 1000 / orders, work.cpu["redis"] * 1000 / work.units)
+    line(
+        "  of it running commands (commandstats usec)",
+        web.redis_usec / 1000 / orders,
+        work.redis_usec / 1000 / work.units,
+    )
 
     print("\n  Tables after the run (rows, bytes with indexes, bytes per row):")
     for table, info in sizes.items():
@@ -901,6 +1029,12 @@ def report(main_pass: Pass, sizes: dict[str, dict[str, int]], prune: dict[str, f
           f"{prune['deleted']:.0f} jobs in {prune['seconds']:.2f} s ({prune['rows_per_s']:.0f}/s), "
           f"{prune['statements_per_1000']:.1f} statements per 1,000 jobs: {prune['statements']}")  # fmt: skip
 
+    if hot:
+        print(
+            f"\n  A hot row (record_analytics' transaction from 8 connections): one day's row for all "
+            f"{hot['one row']:,.0f} transactions/s; a row per connection {hot['a row per connection']:,.0f}/s"
+        )
+        whole["hot_row_per_s"] = hot
     redis_cpu_per_order = (web.cpu["redis"] + work.cpu["redis"]) / orders
     if replayed and "seconds" in replayed:
         jobs_replayed = capture_jobs * replayed["copies"]
@@ -910,6 +1044,9 @@ def report(main_pass: Pass, sizes: dict[str, dict[str, int]], prune: dict[str, f
               f"{rate:,.0f} jobs/s ({rate / jobs_per_order:,.0f} orders/s), Redis CPU {replayed['redis_cpu_s']:.2f} s "
               f"of {replayed['seconds']:.2f} s, {replayed['errors']} errors")  # fmt: skip
         whole["replay_jobs_per_s"] = rate
+        per_cpu = jobs_replayed / replayed["redis_cpu_s"] if replayed["redis_cpu_s"] else float("nan")
+        print(f"    per second of Redis CPU: {per_cpu:,.0f} jobs ({per_cpu / jobs_per_order:,.0f} orders)")
+        whole["replay_jobs_per_redis_cpu_s"] = per_cpu
         whole["replay_orders_per_s"] = rate / jobs_per_order
     print(
         f"  Redis CPU per order in the real run: {redis_cpu_per_order * 1e6:.0f} us -> at most "
@@ -1034,7 +1171,10 @@ def main(argv: list[str] | None = None) -> None:
                 capture_jobs = Job.objects.count() - jobs_before
                 replayed = replay(lines, port, args.replay_copies, stack.client)
             prune = measure_prune()
-            whole = report(main_pass, sizes, prune, replayed, capture_jobs, vendor, args, meter.redis_idle_cpu)
+            hot = measure_hot_row(pg_url, 2.0 if args.quick else 10.0) if pg_url else {}
+            if meter.wal:
+                meter.wal.close()
+            whole = report(main_pass, sizes, prune, replayed, capture_jobs, vendor, args, meter.redis_idle_cpu, hot)
     finally:
         shutil.rmtree(probe_dir, ignore_errors=True)
     if args.json:
