@@ -767,8 +767,8 @@ def measure_hot_row(url: str, seconds: float, threads: int = 8) -> dict[str, flo
                             (f"capacity-hot:{uuid.uuid4()}",),
                         )
                         conn.execute(
-                            "UPDATE orders_dailysales SET orders = orders + 1, items = items + 1, revenue = revenue + 1 "
-                            "WHERE date = DATE '2000-01-01' + %s",
+                            "UPDATE orders_dailysales SET orders = orders + 1, items = items + 1, "
+                            "revenue = revenue + 1 WHERE date = DATE '2000-01-01' + %s",
                             (day,),
                         )
                     done[n] += 1
@@ -874,20 +874,53 @@ class Monitor:
         return self.lines
 
 
+FAMILIES = (
+    (":buzzer:claim:", "claims"),
+    (":buzzer:cancel", "claims"),
+    (":buzzer:effect-done:", "effect marks"),
+    (":buzzer:stats:", "stats"),
+    (":ratelimit:", "rate limits"),
+    (":buzzer:", "workers, pauses"),
+)
+
+
+def family(arguments: list[bytes]) -> str:
+    """Which part of Buzzer a command serves, by the key it names (a script call: by its
+    last key, which for the claim script is a claim's cancel mark): claims, effect marks,
+    stats, rate limits, or the broker (queues, messages, acks, heartbeats, wake-ups)."""
+    name = arguments[0].upper()
+    if name in (b"EVALSHA", b"EVAL"):
+        keys = int(arguments[2]) if len(arguments) > 2 and arguments[2].isdigit() else 0
+        key = arguments[2 + keys] if keys else b""
+    else:
+        key = arguments[1] if len(arguments) > 1 else b""
+    text = key.decode(errors="replace")
+    if not text or name in (b"SCRIPT", b"HELLO", b"CLIENT", b"INFO", b"SELECT", b"PING", b"MONITOR"):
+        return "other"
+    for marker, label in FAMILIES:
+        if marker in text:
+            return label
+    return "broker"
+
+
 def replay(lines: list[str], port: int, copies: int, client: Any) -> dict[str, Any]:
     """Every client command recorded, `copies` times (each copy in database 1…copies of
-    the private server), through `redis-cli --pipe`; the rate and Redis's CPU meanwhile."""
+    the private server), through `redis-cli --pipe`; the rate and Redis's CPU meanwhile.
+    Also every command recorded (those scripts ran too) by the part of Buzzer it serves."""
     commands: list[list[bytes]] = []
     lua = 0
+    families: Counter[str] = Counter()
     for line in lines:
         parsed = parse_monitor_line(line)
-        if parsed is None:
+        if parsed is None or not parsed[1]:
             continue
         source, arguments = parsed
+        if arguments[0].upper() not in REPLAY_SKIP:
+            families[family(arguments)] += 1
         if source == "lua":
             lua += 1
             continue
-        command = replayable(arguments) if arguments else None
+        command = replayable(arguments)
         if command:
             commands.append(command)
     stream = b"".join(resp(c) for c in commands)
@@ -925,14 +958,26 @@ def replay(lines: list[str], port: int, copies: int, client: Any) -> dict[str, A
         "replies": int(replies.group(2)) if replies else -1,
         "redis_cpu_s": redis_cpu(after) - redis_cpu(before),
         "bytes": len(stream) * copies,
+        "families": dict(families),
     }
 
 
 # --- report --------------------------------------------------------------------------
 
 
-def report(main_pass: Pass, sizes: dict[str, dict[str, int]], prune: dict[str, float], replayed: dict[str, Any],
-           capture_jobs: int, vendor: str, args: argparse.Namespace, meter_idle_cpu: float, hot: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+def report(
+    main_pass: Pass,
+    *,
+    sizes: dict[str, dict[str, int]],
+    prune: dict[str, float],
+    replayed: dict[str, Any],
+    capture_jobs: int,
+    vendor: str,
+    args: argparse.Namespace,
+    meter_idle_cpu: float,
+    hot: dict[str, float],
+) -> dict[str, Any]:
+    """Print every figure and the projection; return them all."""
     web, work = main_pass.web, main_pass.workers
     orders = web.units
     measured = web.measured
@@ -1044,6 +1089,11 @@ def report(main_pass: Pass, sizes: dict[str, dict[str, int]], prune: dict[str, f
               f"{rate:,.0f} jobs/s ({rate / jobs_per_order:,.0f} orders/s), Redis CPU {replayed['redis_cpu_s']:.2f} s "
               f"of {replayed['seconds']:.2f} s, {replayed['errors']} errors")  # fmt: skip
         whole["replay_jobs_per_s"] = rate
+        recorded_orders = capture_jobs / jobs_per_order
+        print(
+            "    commands per order by what they serve (the recording, scripts' commands included): "
+            + ", ".join(f"{k} {v / recorded_orders:.1f}" for k, v in sorted(replayed["families"].items()))
+        )
         per_cpu = jobs_replayed / replayed["redis_cpu_s"] if replayed["redis_cpu_s"] else float("nan")
         print(f"    per second of Redis CPU: {per_cpu:,.0f} jobs ({per_cpu / jobs_per_order:,.0f} orders)")
         whole["replay_jobs_per_redis_cpu_s"] = per_cpu
@@ -1174,7 +1224,17 @@ def main(argv: list[str] | None = None) -> None:
             hot = measure_hot_row(pg_url, 2.0 if args.quick else 10.0) if pg_url else {}
             if meter.wal:
                 meter.wal.close()
-            whole = report(main_pass, sizes, prune, replayed, capture_jobs, vendor, args, meter.redis_idle_cpu, hot)
+            whole = report(
+                main_pass,
+                sizes=sizes,
+                prune=prune,
+                replayed=replayed,
+                capture_jobs=capture_jobs,
+                vendor=vendor,
+                args=args,
+                meter_idle_cpu=meter.redis_idle_cpu,
+                hot=hot,
+            )
     finally:
         shutil.rmtree(probe_dir, ignore_errors=True)
     if args.json:
