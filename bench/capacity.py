@@ -409,20 +409,44 @@ def setup(env: dict[str, str], items: int) -> tuple[str, list[str], str]:
 
 def start_web(env: dict[str, str], port: int, workers: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}",
-         "--log-level", "warning"],
-        cwd=ROOT, env={**env, "BUZZER_CAPACITY_ROLE": "web"}, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "-w",
+            str(workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env={**env, "BUZZER_CAPACITY_ROLE": "web"},
+        start_new_session=True,
+    )
 
 
 def start_workers(env: dict[str, str], args: argparse.Namespace, queues: list[str], log: Path) -> subprocess.Popen:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "manage.py", "runworkers", "--processes", str(args.worker_processes),
-             "--threads", str(args.worker_threads), "--queues", *queues],
-            cwd=ROOT, env={**env, "BUZZER_CAPACITY_ROLE": "worker"}, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "manage.py",
+                "runworkers",
+                "--processes",
+                str(args.worker_processes),
+                "--threads",
+                str(args.worker_threads),
+                "--queues",
+                *queues,
+            ],
+            cwd=ROOT,
+            env={**env, "BUZZER_CAPACITY_ROLE": "worker"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -982,10 +1006,12 @@ def report(
     orders = web.units
     measured = web.measured
     jobs_per_order = main_pass.jobs_per_order
-    print(f"\n{vendor}: {measured} orders measured (+{orders - measured} warm-up), {args.items} item(s) each, "
-          f"{work.units} jobs ({jobs_per_order:.2f} per order), gunicorn {args.web_workers} sync workers, "
-          f"runworkers {args.worker_processes} x {args.worker_threads} on queues {', '.join(main_pass.queues)}; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")  # fmt: skip
+    print(
+        f"\n{vendor}: {measured} orders measured (+{orders - measured} warm-up), {args.items} item(s) each, "
+        f"{work.units} jobs ({jobs_per_order:.2f} per order), gunicorn {args.web_workers} sync workers, "
+        f"runworkers {args.worker_processes} x {args.worker_threads} on queues {', '.join(main_pass.queues)}; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n"
+    )
 
     def line(label: str, per_order: float, per_job: float, unit: str = "") -> None:
         print(f"  {label:44s} {per_order:12.2f} {per_job:12.2f} {unit}")
@@ -1020,8 +1046,10 @@ def report(
             }
             per_table[table] = counts
             rows_total += counts["inserted"] + counts["updated"] + counts["deleted"]
-            print(f"    {table:28s} inserted {counts['inserted']:6.2f}  updated {counts['updated']:6.2f} "
-                  f"(HOT {counts['hot']:5.2f})  deleted {counts['deleted']:5.2f}")  # fmt: skip
+            print(
+                f"    {table:28s} inserted {counts['inserted']:6.2f}  updated {counts['updated']:6.2f} "
+                f"(HOT {counts['hot']:5.2f})  deleted {counts['deleted']:5.2f}"
+            )
         print(f"    {'total':28s} {rows_total:6.2f} rows written per order")
         whole["pg_rows_per_order"] = per_table
         whole["pg_rows_written_per_order"] = rows_total
@@ -1029,25 +1057,33 @@ def report(
         for ph in (web, work):
             if "bytes" in ph.wal:
                 wal[ph.name] = ph.wal["bytes"] / orders
-                print(f"    WAL, {ph.name:8s} {ph.wal['bytes'] / orders:9.0f} bytes per order "
-                      f"({ph.wal['fpi_bytes'] / orders:.0f} of them full-page images; {ph.wal['records']} records; "
-                      f"all databases: {ph.wal['cluster_bytes'] / orders:.0f})")  # fmt: skip
+                print(
+                    f"    WAL, {ph.name:8s} {ph.wal['bytes'] / orders:9.0f} bytes per order "
+                    f"({ph.wal['fpi_bytes'] / orders:.0f} of them full-page images; {ph.wal['records']} records; "
+                    f"all databases: {ph.wal['cluster_bytes'] / orders:.0f})"
+                )
             else:
-                print(f"    WAL, {ph.name}: not attributed ({ph.wal.get('error')}); all databases "
-                      f"{ph.wal.get('cluster_bytes', 0) / orders:.0f} bytes per order")  # fmt: skip
+                print(
+                    f"    WAL, {ph.name}: not attributed ({ph.wal.get('error')}); all databases "
+                    f"{ph.wal.get('cluster_bytes', 0) / orders:.0f} bytes per order"
+                )
         whole["wal_bytes_per_order"] = wal
 
     print("\n  Redis (the private server's own counters)")
     web_cmds, work_cmds = sum(web.redis_commands.values()), sum(work.redis_commands.values())
     line("commands (INFO commandstats)", web_cmds / orders, work_cmds / work.units)
     top = Counter(web.redis_commands) + Counter({k: v for k, v in work.redis_commands.items()})
-    print("    by command, per order (web + its jobs): " + ", ".join(
-        f"{name} {count / orders:.2f}" for name, count in top.most_common(14)))  # fmt: skip
+    print(
+        "    by command, per order (web + its jobs): "
+        + ", ".join(f"{name} {count / orders:.2f}" for name, count in top.most_common(14))
+    )
     line("bytes in (to Redis)", web.redis_in / orders, work.redis_in / work.units)
     line("bytes out (from Redis)", web.redis_out / orders, work.redis_out / work.units)
     line("memory held while queued (used_memory)", web.redis_memory / orders, float("nan"), "bytes")
-    print(f"    idle workers meanwhile: {main_pass.idle_commands_per_s:.0f} commands/s, "
-          f"{main_pass.idle_cpu_per_s * 1000:.0f} CPU ms/s ({args.worker_processes} processes; not taken off above)")  # fmt: skip
+    print(
+        f"    idle workers meanwhile: {main_pass.idle_commands_per_s:.0f} commands/s, "
+        f"{main_pass.idle_cpu_per_s * 1000:.0f} CPU ms/s ({args.worker_processes} processes; not taken off above)"
+    )
     print("    keys left once every job is done (shape: keys, bytes each, TTL s):")
     for shape, info in sorted(main_pass.memory_after.items(), key=lambda kv: -kv[1]["keys"])[:12]:
         print(f"      {shape:52s} {info['keys']:7d} {info['bytes_each']:7.0f} {info['ttl_s']:8d}")
@@ -1070,9 +1106,11 @@ def report(
         if info["rows"]:
             print(f"    {table:28s} {info['rows']:9d} {info['bytes']:12d} {info['bytes'] / info['rows']:9.0f}")
 
-    print(f"\n  Pruning (jobs.monitoring.prune_finished_jobs, retention {prune['retention_days']} days): deleted "
-          f"{prune['deleted']:.0f} jobs in {prune['seconds']:.2f} s ({prune['rows_per_s']:.0f}/s), "
-          f"{prune['statements_per_1000']:.1f} statements per 1,000 jobs: {prune['statements']}")  # fmt: skip
+    print(
+        f"\n  Pruning (jobs.monitoring.prune_finished_jobs, retention {prune['retention_days']} days): deleted "
+        f"{prune['deleted']:.0f} jobs in {prune['seconds']:.2f} s ({prune['rows_per_s']:.0f}/s), "
+        f"{prune['statements_per_1000']:.1f} statements per 1,000 jobs: {prune['statements']}"
+    )
 
     if hot:
         print(
@@ -1084,10 +1122,12 @@ def report(
     if replayed and "seconds" in replayed:
         jobs_replayed = capture_jobs * replayed["copies"]
         rate = jobs_replayed / replayed["seconds"]
-        print(f"\n  Redis ceiling: the recorded traffic of {capture_jobs} jobs ({replayed['commands']} client commands, "
-              f"{replayed['lua_commands']} more inside scripts) replayed {replayed['copies']}x through redis-cli --pipe: "
-              f"{rate:,.0f} jobs/s ({rate / jobs_per_order:,.0f} orders/s), Redis CPU {replayed['redis_cpu_s']:.2f} s "
-              f"of {replayed['seconds']:.2f} s, {replayed['errors']} errors")  # fmt: skip
+        print(
+            f"\n  Redis ceiling: the recorded traffic of {capture_jobs} jobs ({replayed['commands']} client "
+            f"commands, {replayed['lua_commands']} more inside scripts) replayed {replayed['copies']}x through "
+            f"redis-cli --pipe: {rate:,.0f} jobs/s ({rate / jobs_per_order:,.0f} orders/s), Redis CPU "
+            f"{replayed['redis_cpu_s']:.2f} s of {replayed['seconds']:.2f} s, {replayed['errors']} errors"
+        )
         whole["replay_jobs_per_s"] = rate
         recorded_orders = capture_jobs / jobs_per_order
         print(
@@ -1120,12 +1160,16 @@ def report(
         / orders
     )
     used_memory_per_order = (web.redis_memory + work.redis_memory) / orders
-    print(f"    kept for their TTL: {retained_per_order:.0f} bytes per order by MEMORY USAGE of those keys "
-          f"(used_memory grew {used_memory_per_order:.0f} bytes per order, fixed overheads included)")  # fmt: skip
+    print(
+        f"    kept for their TTL: {retained_per_order:.0f} bytes per order by MEMORY USAGE of those keys "
+        f"(used_memory grew {used_memory_per_order:.0f} bytes per order, fixed overheads included)"
+    )
     print("\n  Projection (arithmetic on the figures above, not measured):")
-    print(f"  {'orders/s':>9s} {'web cores':>9s} {'worker cores':>12s} {'PG rows/s':>10s} {'WAL MB/s':>8s} "
-          f"{'Redis cmds/s':>12s} {'jobs/day (M)':>12s} {'job GB/day':>10s} {'retained GB':>11s} "
-          f"{'Redis GB (TTL)':>14s}")  # fmt: skip
+    print(
+        f"  {'orders/s':>9s} {'web cores':>9s} {'worker cores':>12s} {'PG rows/s':>10s} {'WAL MB/s':>8s} "
+        f"{'Redis cmds/s':>12s} {'jobs/day (M)':>12s} {'job GB/day':>10s} {'retained GB':>11s} "
+        f"{'Redis GB (TTL)':>14s}"
+    )
     wal_per_order = sum(whole.get("wal_bytes_per_order", {}).values())
     projection = []
     for rate in RATES:
@@ -1143,9 +1187,11 @@ def report(
             "redis_gb_claims": rate * DAY * retained_per_order / 1e9,
         }
         projection.append(row)
-        print(f"  {rate:9,d} {row['web_cores']:9.1f} {row['worker_cores']:12.1f} {row['pg_rows_per_s']:10,.0f} "
-              f"{row['wal_mb_per_s']:8.1f} {row['redis_commands_per_s']:12,.0f} {row['jobs_per_day_m']:12.1f} "
-              f"{row['job_gb_per_day']:10.1f} {row['job_gb_retained']:11.0f} {row['redis_gb_claims']:14.1f}")  # fmt: skip
+        print(
+            f"  {rate:9,d} {row['web_cores']:9.1f} {row['worker_cores']:12.1f} {row['pg_rows_per_s']:10,.0f} "
+            f"{row['wal_mb_per_s']:8.1f} {row['redis_commands_per_s']:12,.0f} {row['jobs_per_day_m']:12.1f} "
+            f"{row['job_gb_per_day']:10.1f} {row['job_gb_retained']:11.0f} {row['redis_gb_claims']:14.1f}"
+        )
 
     whole.update(
         vendor=vendor,
