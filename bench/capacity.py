@@ -189,7 +189,7 @@ class Meter:
         self.info_out = int(second.redis["total_net_output_bytes"]) - int(first.redis["total_net_output_bytes"])
         # What the Redis server burns with no client at all (its cron, hz 10), taken off
         # every phase's Redis CPU: at a few hundred orders it would otherwise dominate.
-        time.sleep(2.0)
+        time.sleep(1.0)
         third = self._raw()
         self.redis_idle_cpu = (redis_cpu(third.redis) - redis_cpu(second.redis)) / (third.at - second.at)
 
@@ -598,7 +598,7 @@ class Stack:
             probe_web = settle(self.probe_dir, "web")
         finally:
             stop(web)
-        time.sleep(1.0)  # the backends' statistics are flushed as they exit
+        time.sleep(0.5)  # the backends' statistics are flushed as they exit
         after_web = meter.read()
         after_web.cpu = {**placed.cpu, "redis": after_web.cpu["redis"]}
         start.cpu = {**warm_reading.cpu, "redis": start.cpu["redis"]}
@@ -616,7 +616,7 @@ class Stack:
         workers = start_workers(self.env, args, queues, self.log)
         try:
             wait_for_beats(self.client, self.namespace, args.worker_processes, since, workers)
-            time.sleep(1.5)
+            time.sleep(1.0)
             probe_boot = settle(self.probe_dir, "worker")
             before = meter.read(workers=workers.pid)
             self.client.srem(paused_key(self.namespace), *queues)
@@ -627,12 +627,12 @@ class Stack:
             probe_drained = settle(self.probe_dir, "worker")
             time.sleep(0.5)
             idle_start = meter.read(workers=workers.pid)
-            time.sleep(3.0)
+            time.sleep(2.0)
             idle_end = meter.read(workers=workers.pid)
         finally:
             stop(workers)
             connection.close()
-        time.sleep(1.0)
+        time.sleep(0.5)
         after_workers = meter.read()
         worker_phase = phase(
             "workers", new_jobs, meter, before, drained, probe_drained.minus(probe_boot), pg_after=after_workers
