@@ -21,9 +21,12 @@ the load, then `ANALYZE`. Measured, each table in turn:
 
 - the load: rows per second of the bulk insert, and the index build;
 - inserting as the app does at that size: one `INSERT … ON CONFLICT DO NOTHING` of an
-  order's 3 jobs per transaction, from one connection, for `--seconds`;
-- the batch writer's update of a job by its id alone (the partitioned table cannot
-  prune partitions without `created_at`: every partition's index is probed);
+  order's 3 jobs per transaction, from one connection, for `--seconds` (each table
+  twice, alternating, medians: so are the figures below);
+- the batch writer's update of a job by its id alone, and with its `created_at`: the
+  shared buffers one such UPDATE touches and the tables its plan scans (EXPLAIN
+  ANALYZE BUFFERS, rolled back) — without `created_at` the partitioned table cannot
+  prune, and every partition's index is probed;
 - the console's queries: the newest jobs (`ORDER BY created_at DESC LIMIT 100`), a status
   filter (`status = 'dead'` newest first), the count of dead jobs, and the list's capped
   count (median of 5 runs, after one to warm the cache);
@@ -205,24 +208,36 @@ def app_inserts(conn: Any, table: str, seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
-def updates_by_id(conn: Any, table: str, count: int = 2000) -> dict[str, float]:
-    """The batch writer's UPDATE … WHERE id = …, on jobs of the last hour; per second."""
-    ids = [
-        row[0]
-        for row in conn.execute(
-            f"SELECT id, created_at FROM {table} WHERE created_at > %s LIMIT %s",  # noqa: S608
-            (END - timedelta(hours=1), count),
-        )
-    ]
-    rates = {}
-    for label, where in (("by id", "id = %s"), ("by id and day", "id = %s AND created_at >= %s")):
-        started = time.perf_counter()
-        for job_id in ids:
-            params = (job_id,) if label == "by id" else (job_id, END - timedelta(days=1))
-            sql = f"UPDATE {table} SET status = 'running', attempts = attempts + 1 WHERE {where}"  # noqa: S608
-            conn.execute(sql, params)
-        rates[label] = len(ids) / (time.perf_counter() - started)
-    return rates
+def update_cost(conn: Any, table: str, count: int = 200) -> dict[str, float]:
+    """What the batch writer's UPDATE of one job touches: shared buffers (hit or read,
+    planning included) per statement, mean over `count` jobs of the last hour, by id
+    alone and by id with the job's created_at; and the partitions its plan names.
+    Exact counts (EXPLAIN ANALYZE BUFFERS), each update rolled back."""
+    jobs = conn.execute(
+        f"SELECT id, created_at FROM {table} WHERE created_at > %s LIMIT %s",  # noqa: S608
+        (END - timedelta(hours=1), count),
+    ).fetchall()
+    result: dict[str, float] = {}
+    for label, where in (("by id", "id = %s"), ("by id and created_at", "id = %s AND created_at = %s")):
+        buffers = relations = 0
+        for job_id, created_at in jobs:
+            params = (job_id,) if label == "by id" else (job_id, created_at)
+            sql = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) UPDATE {table} SET status = 'running' WHERE {where}"  # noqa: S608
+            with conn.transaction(force_rollback=True):
+                ((plan,),) = conn.execute(sql, params).fetchall()
+            top = plan[0]
+            for node in (top["Plan"], top.get("Planning", {})):
+                buffers += node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0)
+            relations += _relations(top["Plan"])
+        result[f"buffers {label}"] = buffers / len(jobs)
+        result[f"relations {label}"] = relations / len(jobs)
+    return result
+
+
+def _relations(node: dict[str, Any]) -> int:
+    """Scans of a table in a plan (the UPDATE's target itself not counted)."""
+    own = 1 if "Relation Name" in node and node.get("Node Type") != "ModifyTable" else 0
+    return own + sum(_relations(child) for child in node.get("Plans", []))
 
 
 def console(conn: Any, table: str) -> dict[str, float]:
@@ -275,10 +290,10 @@ def measure(conn: Any, table: str, seconds: float, step: Callable[[str], None]) 
     step(f"{table}: inserts as the app does")
     inserts = app_inserts(conn, table, seconds)
     step(f"{table}: updates by id")
-    updates = updates_by_id(conn, table)
+    updates = update_cost(conn, table)
     step(f"{table}: console queries")
     queries = console(conn, table)
-    return {"app_inserts_per_s": inserts, "updates_per_s": updates, "console_ms": queries}
+    return {"app_inserts_per_s": inserts, "update": updates, "console_ms": queries}
 
 
 def median_of(runs: list[Any]) -> Any:
@@ -358,12 +373,13 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         ("size with indexes, GB", plain["bytes"] / 1e9, part["bytes"] / 1e9, ".2f"),
         ("bytes per job", plain["bytes"] / args.rows, part["bytes"] / args.rows, ".0f"),
         ("app inserts (3 per txn), rows/s", plain["app_inserts_per_s"], part["app_inserts_per_s"], ",.0f"),
-        ("UPDATE by id, per s", plain["updates_per_s"]["by id"], part["updates_per_s"]["by id"], ",.0f"),
+        ("UPDATE by id: buffers", plain["update"]["buffers by id"], part["update"]["buffers by id"], ".1f"),
+        ("UPDATE by id: tables scanned", plain["update"]["relations by id"], part["update"]["relations by id"], ".0f"),
         (
-            "UPDATE by id + day, per s",
-            plain["updates_per_s"]["by id and day"],
-            part["updates_per_s"]["by id and day"],
-            ",.0f",
+            "UPDATE by id + created_at: buffers",
+            plain["update"]["buffers by id and created_at"],
+            part["update"]["buffers by id and created_at"],
+            ".1f",
         ),
     ]
     rows += [
@@ -391,8 +407,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         days=args.days,
         plain_app_inserts_per_s=round(plain["app_inserts_per_s"]),
         part_app_inserts_per_s=round(part["app_inserts_per_s"]),
-        plain_update_by_id_per_s=round(plain["updates_per_s"]["by id"]),
-        part_update_by_id_per_s=round(part["updates_per_s"]["by id"]),
+        plain_update_buffers=round(plain["update"]["buffers by id"], 1),
+        part_update_buffers=round(part["update"]["buffers by id"], 1),
+        part_update_buffers_with_created_at=round(part["update"]["buffers by id and created_at"], 1),
         drop_seconds=round(retention["drop partition"]["seconds"], 3),
         delete_seconds=round(retention["DELETE"]["seconds"], 2),
         vacuum_seconds=round(retention["VACUUM after DELETE"]["seconds"], 2),
