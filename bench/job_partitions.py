@@ -398,7 +398,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "job_partitions",
         figure=(
             f"{args.rows:,} jobs: drop a day {retention['drop partition']['seconds']:.2f} s vs DELETE "
-            f"{retention['DELETE']['seconds']:.1f} s (+ VACUUM {retention['VACUUM after DELETE']['seconds']:.1f} s); "
+            f"{retention['DELETE']['seconds']:.2f} s (+ VACUUM {retention['VACUUM after DELETE']['seconds']:.1f} s); "
             f"newest 100 {plain['console_ms']['newest 100']:.1f} / {part['console_ms']['newest 100']:.1f} ms"
         ),
         bar="",
