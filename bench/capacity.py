@@ -18,16 +18,21 @@ Counted exactly, per order (web) and per job (workers):
   execute wrapper installed by bench/capacity_settings.py, bench/capacity_probe.py), and
   the rows each write touched; on PostgreSQL also the server's own counts: rows
   inserted, updated and deleted per table (`pg_stat_user_tables`), and the WAL the
-  benchmark's database wrote (`pg_walinspect`: the records that touch its relations and
-  their transactions' commit records);
+  benchmark's database wrote (`pg_walinspect`, read every second while the server still
+  has it: the records that touch its relations and their transactions' commit records;
+  other databases' WAL left out). The execute wrapper's row counts are the driver's
+  `rowcount`, which SQLite leaves at 0 for `INSERT … RETURNING`: on SQLite, rows written
+  are undercounted;
 - per table, the rows it grew by and its size (`pg_total_relation_size`, SQLite's `dbstat`);
 - Redis: commands by name (`INFO commandstats`; the commands a Lua script runs count too),
   round trips (counted in the client), bytes in and out (`total_net_input_bytes`,
   `total_net_output_bytes`, the benchmark's own INFO readings subtracted), the memory
   the queued jobs hold and the memory left once they are done (claims and effect marks
   live `BUZZER_CLAIM_TTL_SECONDS`), by key pattern;
-- CPU time (user + system) of the gunicorn processes, the worker processes, the
-  PostgreSQL backends serving the database, and the Redis server (its `INFO cpu`).
+- CPU time (user + system) of the gunicorn processes (after a warm-up of a few orders,
+  which pays for the imports), the worker processes, the PostgreSQL backends serving the
+  database (the benchmark's own connections left out), and the Redis server (its `INFO
+  cpu`, less what it burns with no client at all).
 
 Then, unless `--capture-orders 0`: Redis's ceiling for this command mix. A second, small
 pass (`--capture-orders` orders, placed and drained the same way) is recorded with
@@ -35,11 +40,14 @@ pass (`--capture-orders` orders, placed and drained the same way) is recorded wi
 waits) are replayed `--replay-copies` times, each copy in a database of its own, through
 `redis-cli --pipe` (every command pipelined) at full speed: jobs per second one Redis
 process serves with perfect pipelining, next to the figure its CPU time per job in the
-real run allows.
+real run allows. The recording is also counted by what each command serves, from its
+key: the broker, claims, stats, effect marks, rate limits, the worker registry.
 
 Last, pruning: the run's jobs are aged past `BUZZER_JOB_RETENTION_DAYS` and
 `jobs.monitoring.prune_finished_jobs` (the scheduler's hourly prune) deletes them: its
-statements per 1,000 jobs and its rate. The projection printed at the end (100, 1,000
+statements per 1,000 jobs and its rate. And, on PostgreSQL, a hot row: record_analytics'
+transaction (an effect row, then the day's sales row + 1) from 8 connections on one
+day's row, then on a row per connection, transactions per second. The projection printed at the end (100, 1,000
 and 10,000 orders a second) is arithmetic on the measured figures, not a measurement.
 """
 
@@ -1231,6 +1239,16 @@ def report(
     return whole
 
 
+def headline(whole: dict[str, Any], vendor: str) -> str:
+    commands = whole["redis_commands_per_order_web"] + whole["redis_commands_per_job"] * whole["jobs_per_order"]
+    # SQLite's driver reports no rows for INSERT … RETURNING: rows written only from PostgreSQL.
+    rows = f"{whole['rows_written_per_order']:.1f} rows written, " if vendor == "postgresql" else ""
+    return (
+        f"per order: {whole['sql_per_order']:.1f} SQL statements, {rows}{commands:.0f} Redis commands; "
+        f"web {whole['web_cpu_ms_per_order']:.1f} CPU ms/order, worker {whole['worker_cpu_ms_per_job']:.1f} CPU ms/job"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     prepare_database(args.database_url)
@@ -1287,13 +1305,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.json).write_text(json.dumps(whole, indent=2, default=str))
     emit(
         "capacity",
-        figure=(
-            f"per order: {whole['sql_per_order']:.1f} SQL statements, "
-            f"{whole['rows_written_per_order']:.1f} rows written, "
-            f"{whole['redis_commands_per_order_web'] + whole['redis_commands_per_job'] * whole['jobs_per_order']:.0f} "
-            f"Redis commands; web {whole['web_cpu_ms_per_order']:.1f} CPU ms/order, "
-            f"worker {whole['worker_cpu_ms_per_job']:.1f} CPU ms/job"
-        ),
+        figure=headline(whole, vendor),
         bar="",
         passed=None,
         **{k: v for k, v in whole.items() if not isinstance(v, dict | list)},
