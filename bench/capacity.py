@@ -244,9 +244,6 @@ class Phase:
     measured: int = 0  # units the probe's counts and the processes' CPU cover (units when 0)
     redis_usec: int = 0  # time Redis spent running the commands (INFO commandstats), I/O not included
 
-    def per(self, value: float) -> float:
-        return value / self.units if self.units else float("nan")
-
 
 def phase(
     name: str,
@@ -1095,6 +1092,22 @@ def report(
     print("    keys left once every job is done (shape: keys, bytes each, TTL s):")
     for shape, info in sorted(main_pass.memory_after.items(), key=lambda kv: -kv[1]["keys"])[:12]:
         print(f"      {shape:52s} {info['keys']:7d} {info['bytes_each']:7.0f} {info['ttl_s']:8d}")
+    # What stays in Redis once the jobs are done (claims, effect marks: a day), per order:
+    # the keys that come with every order or job (MEMORY USAGE of each shape), not the
+    # server's used_memory, which at a few thousand keys is mostly fixed overhead.
+    retained_per_order = (
+        sum(
+            info["keys"] * info["bytes_each"]
+            for info in main_pass.memory_after.values()
+            if info["keys"] >= 0.2 * orders and info["ttl_s"] > 0
+        )
+        / orders
+    )
+    used_memory_per_order = (web.redis_memory + work.redis_memory) / orders
+    print(
+        f"    kept for their TTL: {retained_per_order:.0f} bytes per order by MEMORY USAGE of those keys "
+        f"(used_memory grew {used_memory_per_order:.0f} bytes per order, fixed overheads included)"
+    )
 
     print("\n  CPU time (ms)")
     web_cpu = web.cpu.get("web", 0.0) * 1000 / orders
@@ -1156,50 +1169,18 @@ def report(
     whole["rows_written_per_order"] = rows_per_order
     job_bytes = sizes.get("jobs_job", {})
     job_row_bytes = job_bytes["bytes"] / job_bytes["rows"] if job_bytes.get("rows") else float("nan")
-    # What stays in Redis once the jobs are done (claims, effect marks: a day), per order:
-    # the keys that come with every order or job (MEMORY USAGE of each shape), not the
-    # server's used_memory, which at a few thousand keys is mostly fixed overhead.
-    retained_per_order = (
-        sum(
-            info["keys"] * info["bytes_each"]
-            for info in main_pass.memory_after.values()
-            if info["keys"] >= 0.2 * orders and info["ttl_s"] > 0
-        )
-        / orders
-    )
-    used_memory_per_order = (web.redis_memory + work.redis_memory) / orders
-    print(
-        f"    kept for their TTL: {retained_per_order:.0f} bytes per order by MEMORY USAGE of those keys "
-        f"(used_memory grew {used_memory_per_order:.0f} bytes per order, fixed overheads included)"
-    )
-    print("\n  Projection (arithmetic on the figures above, not measured):")
-    print(
-        f"  {'orders/s':>9s} {'web cores':>9s} {'worker cores':>12s} {'PG rows/s':>10s} {'WAL MB/s':>8s} "
-        f"{'Redis cmds/s':>12s} {'jobs/day (M)':>12s} {'job GB/day':>10s} {'retained GB':>11s} "
-        f"{'Redis GB (TTL)':>14s}"
-    )
     wal_per_order = sum(whole.get("wal_bytes_per_order", {}).values())
-    projection = []
-    for rate in RATES:
-        jobs_per_day = rate * jobs_per_order * DAY
-        row = {
-            "orders_per_s": rate,
-            "web_cores": rate * web_cpu / 1000,
-            "worker_cores": rate * jobs_per_order * per_job_worker_ms / 1000,
-            "pg_rows_per_s": rate * rows_per_order,
-            "wal_mb_per_s": rate * wal_per_order / 1e6,
-            "redis_commands_per_s": rate * (web_cmds / orders + work_cmds / orders),
-            "jobs_per_day_m": jobs_per_day / 1e6,
-            "job_gb_per_day": jobs_per_day * job_row_bytes / 1e9,
-            "job_gb_retained": jobs_per_day * job_row_bytes * prune["retention_days"] / 1e9,
-            "redis_gb_claims": rate * DAY * retained_per_order / 1e9,
-        }
-        projection.append(row)
-        print(
-            f"  {rate:9,d} {row['web_cores']:9.1f} {row['worker_cores']:12.1f} {row['pg_rows_per_s']:10,.0f} "
-            f"{row['wal_mb_per_s']:8.1f} {row['redis_commands_per_s']:12,.0f} {row['jobs_per_day_m']:12.1f} "
-            f"{row['job_gb_per_day']:10.1f} {row['job_gb_retained']:11.0f} {row['redis_gb_claims']:14.1f}"
-        )
+    projection = project(
+        web_cpu_ms=web_cpu,
+        worker_cpu_ms=per_job_worker_ms,
+        jobs_per_order=jobs_per_order,
+        rows_per_order=rows_per_order,
+        wal_per_order=wal_per_order,
+        redis_commands_per_order=(web_cmds + work_cmds) / orders,
+        job_row_bytes=job_row_bytes,
+        retention_days=prune["retention_days"],
+        redis_kept_per_order=retained_per_order,
+    )
 
     whole.update(
         vendor=vendor,
@@ -1237,6 +1218,50 @@ def report(
         projection=projection,
     )
     return whole
+
+
+def project(
+    *,
+    web_cpu_ms: float,
+    worker_cpu_ms: float,
+    jobs_per_order: float,
+    rows_per_order: float,
+    wal_per_order: float,
+    redis_commands_per_order: float,
+    job_row_bytes: float,
+    retention_days: int,
+    redis_kept_per_order: float,
+) -> list[dict[str, float]]:
+    """The measured cost per order times 100, 1,000 and 10,000 orders a second: arithmetic,
+    not a measurement. Printed and returned."""
+    print("\n  Projection (arithmetic on the figures above, not measured):")
+    print(
+        f"  {'orders/s':>9s} {'web cores':>9s} {'worker cores':>12s} {'PG rows/s':>10s} {'WAL MB/s':>8s} "
+        f"{'Redis cmds/s':>12s} {'jobs/day (M)':>12s} {'job GB/day':>10s} {'retained GB':>11s} "
+        f"{'Redis GB (TTL)':>14s}"
+    )
+    projection = []
+    for rate in RATES:
+        jobs_per_day = rate * jobs_per_order * DAY
+        row = {
+            "orders_per_s": rate,
+            "web_cores": rate * web_cpu_ms / 1000,
+            "worker_cores": rate * jobs_per_order * worker_cpu_ms / 1000,
+            "pg_rows_per_s": rate * rows_per_order,
+            "wal_mb_per_s": rate * wal_per_order / 1e6,
+            "redis_commands_per_s": rate * redis_commands_per_order,
+            "jobs_per_day_m": jobs_per_day / 1e6,
+            "job_gb_per_day": jobs_per_day * job_row_bytes / 1e9,
+            "job_gb_retained": jobs_per_day * job_row_bytes * retention_days / 1e9,
+            "redis_gb_claims": rate * DAY * redis_kept_per_order / 1e9,
+        }
+        projection.append(row)
+        print(
+            f"  {rate:9,d} {row['web_cores']:9.1f} {row['worker_cores']:12.1f} {row['pg_rows_per_s']:10,.0f} "
+            f"{row['wal_mb_per_s']:8.1f} {row['redis_commands_per_s']:12,.0f} {row['jobs_per_day_m']:12.1f} "
+            f"{row['job_gb_per_day']:10.1f} {row['job_gb_retained']:11.0f} {row['redis_gb_claims']:14.1f}"
+        )
+    return projection
 
 
 def headline(whole: dict[str, Any], vendor: str) -> str:
