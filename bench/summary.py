@@ -7,7 +7,7 @@
 Each benchmark runs as its own process with `--quick` and ends its output with one JSON
 line (bench/result.py): its headline figure, its bar and whether it holds. They all use a
 redis-server this run starts on a private port (each its own database on it; the idle
-latency benchmark starts one more, to count its workers' commands alone) and SQLite
+latency and capacity benchmarks start one more each, to count their own commands alone) and SQLite
 databases of their own under var/; with `--database-url` the ones that use a SQL
 database run again on PostgreSQL, each on a database named after that URL's with its
 own suffix (created and dropped by the benchmark). A script that does not exist yet is
@@ -58,6 +58,8 @@ BENCHMARKS = (
     Bench("long_work_isolation", ("bench/long_work_isolation.py", "--quick"), sql=None, redis=None, suffix="isolation"),
     Bench("report_throughput", ("bench/report_throughput.py", "--quick"), sql=False, redis=False),
     Bench("admin_scale", ("bench/admin_scale.py", "--quick"), suffix="admin"),
+    # A Redis server of its own: it reads that server's counters.
+    Bench("capacity", ("bench/capacity.py", "--quick"), redis=False, suffix="capacity"),
 )
 
 
