@@ -285,7 +285,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         "created_at",
         "webhook_id",
         "payload",
-        "scheduled_jobs",
+        "delivery_jobs",
     ]
     readonly_fields = fields
     inlines = [AttemptInline]
@@ -327,19 +327,19 @@ class DeliveryAdmin(admin.ModelAdmin):
     def payload(self, delivery: Delivery) -> str:
         return format_html('<pre class="buzzer-pre">{}</pre>', services.body_of(delivery.event).decode())
 
-    @admin.display(description="retries waiting")
-    def scheduled_jobs(self, delivery: Delivery) -> str:
-        from jobs.models import Job
-
-        waiting = Job.objects.filter(key__startswith=f"webhook:{delivery.pk}:", status__in=Job.WAITING)
-        return (
-            format_html_join(
-                ", ",
-                '<a href="{}">{} at {}</a>',
-                ((reverse("admin:jobs_job_change", args=[j.pk]), j.status, j.due_at or j.created_at) for j in waiting),
-            )
-            or "–"
-        )
+    @admin.display(description="jobs")
+    def delivery_jobs(self, delivery: Delivery) -> str:
+        """Its job (every attempt of the schedule) and its Resends, each with its state:
+        a retrying one with the time of its next attempt."""
+        rows = []
+        for job in services.delivery_jobs(delivery):
+            kind = "Resend" if job.args[1:] == [True] else "delivery"
+            if job.status == job.Status.RETRYING and job.due_at:
+                state = format_html("retrying · next attempt at {}", job.due_at)
+            else:
+                state = format_html("{}", job.status)
+            rows.append((reverse("admin:jobs_job_change", args=[job.pk]), kind, job.attempts, state))
+        return format_html_join("", '<div><a href="{}">{} job</a> · {} attempts · {}</div>', rows) or "–"
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         extra_context = {**(extra_context or {}), "can_resend": self.has_resend_permission(request)}
