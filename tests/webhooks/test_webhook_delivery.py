@@ -48,7 +48,8 @@ def test_a_failed_attempt_tells_its_job_to_retry_at_the_schedules_time(endpoint,
 
     delivery.refresh_from_db()
     assert delivery.status == "retrying" and delivery_job(delivery).queue_name == "webhooks"
-    assert isinstance(failed, services.DeliveryFailed) and "HTTP 503" in str(failed) and "attempt 1 of 12" in str(failed)
+    assert isinstance(failed, services.DeliveryFailed)
+    assert "HTTP 503" in str(failed) and "attempt 1 of 12" in str(failed)
     assert 5000 <= failed.delay <= 5500
     assert before + timedelta(seconds=5) <= delivery.next_attempt_at <= timezone.now() + timedelta(seconds=5.5)
 
