@@ -21,9 +21,7 @@ def test_a_failed_attempt_leaves_its_job_retrying_with_the_error_and_the_next_ti
     endpoint = services.create_endpoint(receiver.url)
     worker_factory(processes=1, threads=2, queues=["webhooks"], BUZZER_WEBHOOK_RETRY_SCHEDULE="1h")
     delivery = services.send_test(endpoint)
-    wait_until(
-        lambda: delivery_job(delivery).status == Job.Status.RETRYING, timeout=30, what="the job to be retrying"
-    )
+    wait_until(lambda: delivery_job(delivery).status == Job.Status.RETRYING, timeout=30, what="the job to be retrying")
     job, delivery = delivery_job(delivery), Delivery.objects.get(pk=delivery.pk)
     assert "HTTP 500: answer 500 (attempt 1 of 2; next at" in job.last_error
     assert delivery.status == "retrying" and job.due_at is not None
