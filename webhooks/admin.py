@@ -25,7 +25,13 @@ from webhooks.models import Action, Attempt, Delivery, Endpoint, Event
 
 
 class EndpointForm(forms.ModelForm):
-    url = forms.URLField(max_length=2000, assume_scheme="https")
+    url = forms.URLField(
+        label="URL",
+        max_length=2000,
+        assume_scheme="https",
+        help_text="Where the events are POSTed, e.g. http://127.0.0.1:9000/hooks for a local receiver "
+        "(manage.py webhook_receiver).",
+    )
     events = forms.MultipleChoiceField(
         required=False,
         widget=forms.CheckboxSelectMultiple,
