@@ -28,7 +28,7 @@ from webhooks.models import Delivery
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "pw-for-the-walk-only"  # noqa: S105 - a test account's password
+PASSWORD = "pw-for-the-walk-only"
 # README › Webhooks, step 1, word for word (the port is the test's own).
 RECEIVER = [sys.executable, "manage.py", "webhook_receiver", "--port"]
 WIDTHS = (1366, 390)

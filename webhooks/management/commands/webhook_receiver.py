@@ -32,7 +32,8 @@ def verify(secrets: list[str], headers: dict[str, str], body: bytes, now: float 
     msg_id, stamp = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
     if not msg_id or not stamp.isdigit() or abs((now or time.time()) - int(stamp)) > TOLERANCE_SECONDS:
         return False
-    offered = {part.partition(",")[2] for part in headers.get("webhook-signature", "").split() if part.startswith("v1,")}
+    signatures = headers.get("webhook-signature", "").split()
+    offered = {part.partition(",")[2] for part in signatures if part.startswith("v1,")}
     content = f"{msg_id}.{stamp}.".encode() + body
     for secret in secrets:
         digest = base64.b64encode(hmac.new(signing.key_of(secret), content, hashlib.sha256).digest()).decode()
