@@ -109,6 +109,8 @@ class TimeLimit(DramatiqTimeLimit):
 
 def describe(exception: BaseException) -> tuple[str, str]:
     error = f"{type(exception).__name__}: {exception}"[:ERROR_LIMIT]
+    if isinstance(exception, dramatiq.Retry):
+        return error, ""  # an actor asking to be retried says why; where it asked is no news
     tb = "".join(traceback.format_exception(exception, limit=30))[-TRACEBACK_LIMIT:]
     return error, tb
 
