@@ -340,7 +340,7 @@ def deliver(delivery_id: str, manual: bool = False) -> None:
         )
         raise jobs.PermanentError(f"Not sent: {reason}; resume it, then Retry this job")
     step = 0 if manual else _step(delivery)
-    with endpoint_slot(endpoint.pk, failing=endpoint.failing_since is not None):
+    with endpoint_slot(endpoint.pk, failing=endpoint.failing_since is not None, waiter=str(delivery.pk)):
         started_at = timezone.now()
         outcome, address = _send(delivery)
     _record(delivery, step, started_at, outcome, address)
