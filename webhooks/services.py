@@ -491,7 +491,10 @@ def job_gave_up(job: Job, why: str) -> None:
     update: dict[str, Any] = {"status": Delivery.Status.FAILED, "next_attempt_at": None}
     if why:
         update["last_error"] = why
-    Delivery.objects.filter(pk=delivery.pk).exclude(status=Delivery.Status.SUCCEEDED).update(**update)
+    # Only while the job is still finished: a dead hook that runs late, after an
+    # operator's Retry sent the job again, must not fail the delivery on its way.
+    still = models.Exists(Job.objects.filter(pk=job.pk, status__in=Job.FINISHED))
+    Delivery.objects.filter(still, pk=delivery.pk).exclude(status=Delivery.Status.SUCCEEDED).update(**update)
 
 
 def job_retried(job: Job) -> None:

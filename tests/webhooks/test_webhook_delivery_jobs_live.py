@@ -40,7 +40,10 @@ def test_out_of_attempts_it_is_dead_and_the_dlqs_retry_really_redelivers(worker_
         wait_until(lambda: delivery_job(delivery).status == Job.Status.DEAD, timeout=30, what="a dead job")
         job = delivery_job(delivery)
         assert job.attempts == 3 and job.last_error == "PermanentError: HTTP 500 after 3 attempts: answer 500"
-        wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == "failed", timeout=10, what="failed")
+        # Its dead hook (on a worker) has run: the delivery failed with its job.
+        hook = Job.objects.filter(key=f"lifecycle:dead:{job.pk}:0")
+        wait_until(lambda: hook.filter(status=Job.Status.SUCCEEDED).exists(), timeout=30, what="the dead hook")
+        assert Delivery.objects.get(pk=delivery.pk).status == "failed" and hook.get().queue_name == "webhooks"
 
         receiver.default = "200"
         assert dlq.retry(job.pk, reason="the receiver is fixed")
