@@ -9,8 +9,8 @@ once, and what a hanging endpoint does to placing orders — side by side in one
    (`--processes` × `--threads`); the clock runs from the first attempt to the last
    delivery marked succeeded.
 2. Orders: `--orders` orders placed one after another in this process
-   (`orders.services.place_order`, what the API calls), with a worker group for the
-   order queues and one for `webhooks` running; first with no endpoint, then with one
+   (`orders.services.place_order`, what the API calls), with the default worker groups
+   running (BUZZER_WORKER_GROUPS: `webhooks` on a group of its own); with no endpoint, with one
    endpoint that answers at once, then with one whose receiver never answers (each
    attempt waits out the 10 s timeout).
    Reported: placement latency p50/p95, and the time until every order job succeeded.
@@ -126,6 +126,19 @@ def start_workers(env: dict[str, str], processes: int, threads: int, *queues: st
     )
 
 
+def start_groups(env: dict[str, str], groups: str) -> subprocess.Popen:
+    """`manage.py runworkers --groups …`: one rundramatiq per worker group, as `make run`
+    and production start them."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "runworkers", "--groups", groups],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def stop(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -218,8 +231,9 @@ def orders_with_and_without(
     reset()
     Product.objects.filter(sku="BUZ-001").update(stock=10_000_000)
     results: dict[str, list[tuple[list[float], float]]] = {mode: [] for mode in MODES}
-    order_workers = start_workers(env, 1, args.threads, "default", "premium")
-    webhook_workers = start_workers(env, 1, args.threads, "webhooks")
+    from django.conf import settings
+
+    workers = start_groups(env, settings.BUZZER_WORKER_GROUPS)
     hanging, quick = Receiver(hang=True), Receiver()
     endpoints = {
         "healthy endpoint": services.create_endpoint(quick.url),
@@ -236,8 +250,7 @@ def orders_with_and_without(
                     (services.resume if name == mode else services.pause)(endpoint)
                 results[mode].append(place_orders(args.orders))
     finally:
-        stop(order_workers)
-        stop(webhook_workers)
+        stop(workers)
         hanging.stop()
         quick.stop()
     return results
@@ -260,7 +273,7 @@ def main() -> None:
     results = orders_with_and_without(args, env)
     print(
         f"\n{args.orders} orders placed one after another (place_order) per run, {args.rounds} runs per mode "
-        "(medians); worker groups default+premium / webhooks:"
+        f"(medians); worker groups {settings.BUZZER_WORKER_GROUPS}:"
     )
     print(f"  {'':18s} {'p50 ms':>8s} {'p95 ms':>8s} {'order jobs done':>16s}")
     for name, runs in results.items():

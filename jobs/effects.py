@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import dramatiq
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -47,21 +48,30 @@ logger = logging.getLogger(__name__)
 _current = threading.local()
 
 
-class EffectInProgress(Exception):
-    """Another job is doing this external effect right now: try again later.
+class EffectInProgress(dramatiq.Retry):
+    """Another job is doing this external effect right now (or a webhook endpoint has
+    all its deliveries in flight): try again later.
 
-    `delay_ms`, when the raiser knows better than the doubling backoff how long the
-    wait will be (a webhook endpoint whose requests time out), is the wait to use."""
+    Flow control, not an error: as a `dramatiq.Retry`, Dramatiq's worker does not log it
+    as an unhandled exception with a traceback; the wait is one line of the Retries
+    middleware. `delay_ms`, when the raiser knows better than the doubling backoff how
+    long the wait will be (a webhook endpoint whose requests time out), is the wait to use."""
 
     def __init__(self, message: str = "", delay_ms: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, delay=delay_ms)
         self.delay_ms = delay_ms
 
 
-def set_current_job(job_id: Any, generation: int = 0) -> None:
+def set_current_job(job_id: Any, generation: int = 0, attempt: int = 1) -> None:
     """Called by the tracking middleware around each job the worker thread runs."""
     _current.job_id = job_id
     _current.generation = generation
+    _current.attempt = attempt
+
+
+def current_attempt() -> int | None:
+    """The attempt number of the job this thread runs (1 = its first), or None."""
+    return getattr(_current, "attempt", None) if current_job() is not None else None
 
 
 def current_job() -> Any:

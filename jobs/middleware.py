@@ -84,13 +84,18 @@ class Retries(DramatiqRetries):
             backoff = hinted
         delay = int(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not a secret
         message.options["buzzer_waits"] = waits + 1
-        message._buzzer_waiting = describe(exception)
-        logger.warning(
+        flow_control = isinstance(exception, EffectInProgress)
+        error, tb = describe(exception)
+        # Waiting for a busy effect or endpoint is flow control: one line at INFO, no
+        # traceback anywhere. An unavailable database is worth a warning.
+        message._buzzer_waiting = (error, "" if flow_control else tb)
+        (logger.info if flow_control else logger.warning)(
             "Job %s (%s) waits %d ms and runs again as the same attempt: %s",
             message.message_id,
             message.actor_name,
             delay,
-            message._buzzer_waiting[0],
+            str(exception) if flow_control else error,
+            extra={"wait_ms": delay, "waits": waits + 1, "reason": "busy" if flow_control else "database"},
         )
         broker.enqueue(message, delay=delay)
         return True
@@ -104,6 +109,8 @@ class TimeLimit(DramatiqTimeLimit):
 
 def describe(exception: BaseException) -> tuple[str, str]:
     error = f"{type(exception).__name__}: {exception}"[:ERROR_LIMIT]
+    if isinstance(exception, dramatiq.Retry):
+        return error, ""  # an actor asking to be retried says why; where it asked is no news
     tb = "".join(traceback.format_exception(exception, limit=30))[-TRACEBACK_LIMIT:]
     return error, tb
 
@@ -257,7 +264,7 @@ class JobTracking(Middleware):
             )
         else:
             buzzer_logging.bind_job(job_id=job_text, actor=actor_name, attempt=attempt, queue=queue_name)
-        set_current_job(job_id, generation)
+        set_current_job(job_id, generation, attempt)
         writer.started(
             Started(
                 job_id=job_id,

@@ -277,7 +277,7 @@ _UNFINISHED = "'pending', 'scheduled', 'enqueued', 'retrying', 'running'"
 
 def _enqueue_hooks(finishes: list[Finished], event: str) -> None:
     """The `on_dead` (or `on_cancel`) hooks of these jobs, as jobs written in the same
-    transaction as their state, once per job generation."""
+    transaction as their state, once per job generation, on the queue of the job."""
     from jobs import lifecycle
     from jobs.services import enqueue
 
@@ -286,12 +286,16 @@ def _enqueue_hooks(finishes: list[Finished], event: str) -> None:
             continue
         try:
             with transaction.atomic():
+                # On the job's own queue: a flood of dead webhook deliveries (an endpoint
+                # paused with a backlog) runs its hooks on the webhooks workers, never in
+                # front of the orders' jobs on the default queue.
                 enqueue(
                     "run_lifecycle_hooks",
                     str(finish.job_id),
                     event,
                     finish.generation,
                     key=f"lifecycle:{event}:{finish.job_id}:{finish.generation}",
+                    queue=finish.queue_name or None,
                 )
         except DatabaseError:
             raise  # the whole batch is tried again

@@ -20,12 +20,19 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
+from jobs.timefmt import absolute, moment, relative_text
 from webhooks import registry, services
 from webhooks.models import Action, Attempt, Delivery, Endpoint, Event
 
 
 class EndpointForm(forms.ModelForm):
-    url = forms.URLField(max_length=2000, assume_scheme="https")
+    url = forms.URLField(
+        label="URL",
+        max_length=2000,
+        assume_scheme="https",
+        help_text="Where the events are POSTed, e.g. http://127.0.0.1:9000/hooks for a local receiver "
+        "(manage.py webhook_receiver).",
+    )
     events = forms.MultipleChoiceField(
         required=False,
         widget=forms.CheckboxSelectMultiple,
@@ -60,6 +67,13 @@ def _perm(request: HttpRequest, codename: str) -> bool:
     return request.user.has_perm(f"webhooks.{codename}")
 
 
+def _when(value: Any) -> str:
+    """A moment to the second, and how far away it is: "2026-11-30 09:28:06 UTC (in 5 seconds)"."""
+    if value is None:
+        return "–"
+    return format_html("{} ({})", absolute(value), relative_text(value))
+
+
 def _status(status: str) -> str:
     return format_html('<span class="buzzer-status buzzer-status-{}">{}</span>', status, status)
 
@@ -85,7 +99,7 @@ class EndpointAdmin(admin.ModelAdmin):
     def state(self, endpoint: Endpoint) -> str:
         if endpoint.enabled:
             if endpoint.failing_since:
-                return format_html("enabled · failing since {}", endpoint.failing_since)
+                return format_html("enabled · failing since {}", _when(endpoint.failing_since))
             return "enabled"
         return format_html("disabled: {}", endpoint.disabled_reason or "–")
 
@@ -108,8 +122,8 @@ class EndpointAdmin(admin.ModelAdmin):
                     _status(d.status),
                     d.attempts,
                     d.last_status_code or "–",
-                    d.next_attempt_at or "–",
-                    d.created_at,
+                    _when(d.next_attempt_at),
+                    moment(d.created_at),
                 )
                 for d in endpoint.deliveries.select_related("event").order_by("-created_at")[:20]
             ),
@@ -233,7 +247,7 @@ class ResendRangeForm(forms.Form):
 
 class AttemptInline(admin.TabularInline):
     model = Attempt
-    fields = ["number", "started_at", "status_code", "latency_ms", "error", "response_excerpt", "manual", "job_link"]
+    fields = ["number", "started", "status_code", "latency_ms", "error", "response_excerpt", "manual", "job_link"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -247,6 +261,10 @@ class AttemptInline(admin.TabularInline):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("webhooks.view_delivery")  # the attempts are part of their delivery
+
+    @admin.display(description="started at")
+    def started(self, attempt: Attempt) -> str:
+        return moment(attempt.started_at)
 
     @admin.display(description="response (first 1 KB)")
     def response_excerpt(self, attempt: Attempt) -> str:
@@ -267,8 +285,8 @@ class DeliveryAdmin(admin.ModelAdmin):
         "status_badge",
         "attempts",
         "last_status_code",
-        "next_attempt_at",
-        "created_at",
+        "next_attempt",
+        "created",
     ]
     list_filter = ["status", "event__type", "endpoint"]
     search_fields = ["=id", "=event__id", "event__object_id"]
@@ -278,14 +296,14 @@ class DeliveryAdmin(admin.ModelAdmin):
         "endpoint",
         "status_badge",
         "attempts",
-        "next_attempt_at",
+        "next_attempt",
         "last_status_code",
         "last_error",
-        "delivered_at",
-        "created_at",
+        "delivered",
+        "created",
         "webhook_id",
         "payload",
-        "scheduled_jobs",
+        "delivery_jobs",
     ]
     readonly_fields = fields
     inlines = [AttemptInline]
@@ -313,6 +331,18 @@ class DeliveryAdmin(admin.ModelAdmin):
     def status_badge(self, delivery: Delivery) -> str:
         return _status(delivery.status)
 
+    @admin.display(description="next attempt", ordering="next_attempt_at")
+    def next_attempt(self, delivery: Delivery) -> str:
+        return _when(delivery.next_attempt_at)
+
+    @admin.display(description="delivered at", ordering="delivered_at")
+    def delivered(self, delivery: Delivery) -> str:
+        return moment(delivery.delivered_at)
+
+    @admin.display(description="created at", ordering="created_at")
+    def created(self, delivery: Delivery) -> str:
+        return moment(delivery.created_at)
+
     @admin.display(description="event")
     def event_link(self, delivery: Delivery) -> str:
         return format_html(
@@ -327,19 +357,19 @@ class DeliveryAdmin(admin.ModelAdmin):
     def payload(self, delivery: Delivery) -> str:
         return format_html('<pre class="buzzer-pre">{}</pre>', services.body_of(delivery.event).decode())
 
-    @admin.display(description="retries waiting")
-    def scheduled_jobs(self, delivery: Delivery) -> str:
-        from jobs.models import Job
-
-        waiting = Job.objects.filter(key__startswith=f"webhook:{delivery.pk}:", status__in=Job.WAITING)
-        return (
-            format_html_join(
-                ", ",
-                '<a href="{}">{} at {}</a>',
-                ((reverse("admin:jobs_job_change", args=[j.pk]), j.status, j.due_at or j.created_at) for j in waiting),
-            )
-            or "–"
-        )
+    @admin.display(description="jobs")
+    def delivery_jobs(self, delivery: Delivery) -> str:
+        """Its job (every attempt of the schedule) and its Resends, each with its state:
+        a retrying one with the time of its next attempt."""
+        rows = []
+        for job in services.delivery_jobs(delivery):
+            kind = "Resend" if job.args[1:] == [True] else "delivery"
+            if job.status == job.Status.RETRYING and job.due_at:
+                state = format_html("retrying · next attempt at {}", _when(job.due_at))
+            else:
+                state = format_html("{}", job.status)
+            rows.append((reverse("admin:jobs_job_change", args=[job.pk]), kind, job.attempts, state))
+        return format_html_join("", '<div><a href="{}">{} job</a> · {} attempts · {}</div>', rows) or "–"
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         extra_context = {**(extra_context or {}), "can_resend": self.has_resend_permission(request)}

@@ -128,7 +128,7 @@ class Attempt(models.Model):
         indexes = [models.Index(fields=["delivery", "started_at"], name="webhook_attempt_delivery_idx")]
 
     def __str__(self) -> str:
-        return f"{self.delivery_id} attempt {self.number}"
+        return f"attempt {self.number}"
 
 
 class Action(models.Model):

@@ -1,14 +1,15 @@
 """Outbound webhooks' business logic: endpoints, fanning an event out to them, one
 delivery attempt at a time on the retry schedule, and the operator's actions.
 
-How a delivery retries: every attempt is a job of its own (`deliver_webhook`, on the
-`webhooks` queue). A failed attempt writes the next one as a delayed job (`jobs.enqueue(
-..., eta=...)`, status `scheduled`, handed to Redis by the scheduler when due) in the
-same transaction as its log row. The schedule spans days, so it must not live in worker
-memory or in Redis (a Dramatiq retry's delay does both): as rows it survives restarts
-and flushes, and the admin shows each waiting retry with its time. The last attempt of
-the schedule that fails raises `PermanentError`: its job is dead in the DLQ with the
-last status and the start of the answer, and a *Retry* there tries once more.
+How a delivery retries: one delivery is one job (`deliver_webhook`, on the `webhooks`
+queue) and its attempts are that job's attempts, as for every other job. A failed
+attempt logs its row and raises `DeliveryFailed` (a `dramatiq.Retry` carrying the
+schedule's wait): the jobs backbone's own retry sends it again after that wait, and the
+job is `retrying` with the error and the next attempt's time in the console. The last
+attempt of the schedule that fails raises `PermanentError`: the job is dead in the DLQ
+with the last status and the start of the answer; *Retry* there runs the delivery again
+(its schedule afresh), *Discard* gives it up. The delivery row follows its job through
+the lifecycle hooks (webhooks/tasks.py). A Resend is a job of one attempt.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import dramatiq
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -33,7 +35,7 @@ from django.db.models import F
 from django.utils import timezone
 
 import jobs
-from jobs.effects import current_job
+from jobs.effects import current_attempt, current_job
 from jobs.models import Job
 from webhooks import registry, sender, signing
 from webhooks.addresses import AddressRefused, check
@@ -48,6 +50,12 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # Retry-After is honoured up to this long; a longer one waits only this.
 MAX_RETRY_AFTER_SECONDS = 86400
+
+
+class DeliveryFailed(dramatiq.Retry):
+    """An attempt failed and the schedule has another one: the job retries after
+    `delay` ms. The receiver's failure is the delivery's business, not a bug: Dramatiq
+    logs no traceback for it (a `dramatiq.Retry`)."""
 
 
 # --- the schedule ---------------------------------------------------------------------
@@ -67,6 +75,13 @@ def retry_schedule() -> list[float]:
 
 def max_attempts() -> int:
     return len(retry_schedule()) + 1
+
+
+def may_retry(retries: int, exception: BaseException) -> bool:
+    """The delivery actor's `retry_when`: a failed attempt is tried again while the
+    schedule has attempts left (a receiver's failure decides this itself by raising
+    `DeliveryFailed` or `PermanentError`; this bounds the surprises, such as a bug)."""
+    return retries < len(retry_schedule())
 
 
 def retry_delay(step: int, retry_after: float | None = None) -> float | None:
@@ -250,7 +265,7 @@ def deliver_to(event: Event, endpoints: Iterable[Endpoint]) -> list[Delivery]:
     for endpoint in endpoints:
         delivery, created = Delivery.objects.get_or_create(event=event, endpoint=endpoint)
         if created:
-            _enqueue_attempt(delivery, 1)
+            _enqueue_attempt(delivery)
         written.append(delivery)
     return written
 
@@ -278,18 +293,19 @@ def _source(event: Event) -> models.Model | None:
     return model(pk=event.object_id)
 
 
-def _enqueue_attempt(delivery: Delivery, step: int, *, eta: datetime | None = None) -> Job:
+def _enqueue_attempt(delivery: Delivery, *, manual: bool = False) -> Job:
+    """The delivery's job: its attempts follow the retry schedule; a Resend (`manual`)
+    is a job of one attempt outside it."""
     from webhooks.tasks import deliver_webhook
 
-    return jobs.enqueue(
-        deliver_webhook,
-        str(delivery.pk),
-        step,
-        key=f"webhook:{delivery.pk}:{step}",
-        obj=_source(delivery.event),
-        event=delivery.event.type,
-        eta=eta,
-    )
+    key = f"webhook:{delivery.pk}:resend:{uuid.uuid4().hex}" if manual else f"webhook:{delivery.pk}:deliver"
+    args: tuple[Any, ...] = (str(delivery.pk), True) if manual else (str(delivery.pk),)
+    return jobs.enqueue(deliver_webhook, *args, key=key, obj=_source(delivery.event), event=delivery.event.type)
+
+
+def delivery_jobs(delivery: Delivery) -> models.QuerySet[Job]:
+    """Every job of a delivery: its scheduled attempts' job and its Resends, oldest first."""
+    return Job.objects.filter(key__startswith=f"webhook:{delivery.pk}:").order_by("created_at")
 
 
 # --- one attempt ----------------------------------------------------------------------
@@ -300,13 +316,14 @@ def body_of(event: Event) -> bytes:
     return json.dumps(document, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
 
 
-def deliver(delivery_id: str, step: int) -> None:
-    """Attempt a delivery. `step` is its place in the retry schedule (1 = the first
-    attempt), 0 for an operator's Resend (one attempt outside the schedule).
+def deliver(delivery_id: str, manual: bool = False) -> None:
+    """One attempt at a delivery: the next of its schedule, or with `manual` a Resend
+    (one attempt outside the schedule). Returns when delivered; raises `DeliveryFailed`
+    when the schedule tries again later, `PermanentError` when it is over (out of
+    attempts, 410 Gone, the endpoint disabled, a Resend that failed).
 
     Safe to run twice: a delivered one is never sent again; a repeated attempt sends
-    once more (delivery is at least once: receivers drop duplicates by `webhook-id`)
-    and queues no second retry (the retry's job key is taken).
+    once more (delivery is at least once: receivers drop duplicates by `webhook-id`).
     """
     delivery = Delivery.objects.select_related("endpoint", "event").filter(pk=delivery_id).first()
     if delivery is None:
@@ -317,18 +334,25 @@ def deliver(delivery_id: str, step: int) -> None:
         return
     endpoint = delivery.endpoint
     if not endpoint.enabled:
+        reason = f"endpoint disabled ({endpoint.disabled_reason or 'paused'})"
         Delivery.objects.filter(pk=delivery.pk).exclude(status=Delivery.Status.SUCCEEDED).update(
-            status=Delivery.Status.FAILED,
-            next_attempt_at=None,
-            last_error=f"endpoint disabled ({endpoint.disabled_reason})",
+            status=Delivery.Status.FAILED, next_attempt_at=None, last_error=reason
         )
-        return
-    with endpoint_slot(endpoint.pk, failing=endpoint.failing_since is not None):
+        raise jobs.PermanentError(f"Not sent: {reason}; resume it, then Retry this job")
+    step = 0 if manual else _step(delivery)
+    with endpoint_slot(endpoint.pk, failing=endpoint.failing_since is not None, waiter=str(delivery.pk)):
         started_at = timezone.now()
         outcome, address = _send(delivery)
-    final = _record(delivery, step, started_at, outcome, address)
-    if final:
-        raise jobs.PermanentError(final)
+    _record(delivery, step, started_at, outcome, address)
+
+
+def _step(delivery: Delivery) -> int:
+    """This attempt's place in the schedule (1 = the first): its job's attempt number,
+    or, run outside a worker, one more than the scheduled attempts logged."""
+    attempt = current_attempt()
+    if attempt is not None:
+        return attempt
+    return delivery.attempt_log.filter(manual=False).count() + 1
 
 
 def _send(delivery: Delivery) -> tuple[sender.Outcome, str]:
@@ -358,15 +382,14 @@ def _lend_connection_back() -> None:
         connection.close()
 
 
-def _record(delivery: Delivery, step: int, started_at: datetime, outcome: sender.Outcome, address: str) -> str:
+def _record(delivery: Delivery, step: int, started_at: datetime, outcome: sender.Outcome, address: str) -> None:
     """Log the attempt and decide what follows, in one transaction (an INSERT and an
-    UPDATE when it went well). Returns the error to dead-letter the job with when this
-    was the schedule's last attempt, else ""."""
+    UPDATE when it went well); then, for a failed attempt, raise what its job does next."""
     now = timezone.now()
     error = outcome.error or ("" if outcome.ok else f"HTTP {outcome.status}")
     endpoint = delivery.endpoint
     number = delivery.attempts + 1  # two deliveries of one attempt at once may log the same number
-    final = ""
+    after: dict[str, Any] = {}
     with transaction.atomic():
         Attempt.objects.create(
             delivery=delivery,
@@ -393,29 +416,43 @@ def _record(delivery: Delivery, step: int, started_at: datetime, outcome: sender
         else:
             if endpoint.failing_since is None:
                 Endpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=started_at)
-            update.update(_after_failure(delivery, step, outcome, number, error))
-            final = update.pop("final", "")
+            after = _after_failure(delivery, step, outcome, number, error)
+            update.update({k: v for k, v in after.items() if k in ("status", "next_attempt_at")})
         Delivery.objects.filter(pk=delivery.pk).exclude(status=Delivery.Status.SUCCEEDED).update(**update)
         if not outcome.ok:
             _disable_if_failing_too_long(endpoint, endpoint.failing_since or started_at, now)
-    return final
+    if "delay" in after:
+        raise DeliveryFailed(after["why"], delay=after["delay"])
+    if "why" in after:
+        raise jobs.PermanentError(after["why"])
 
 
 def _after_failure(delivery: Delivery, step: int, outcome: sender.Outcome, number: int, error: str) -> dict[str, Any]:
+    """What a failed attempt leaves on its delivery (`status`, `next_attempt_at`) and
+    tells its job: `why` it failed and, when the schedule goes on, the `delay` in ms."""
+    excerpt = outcome.response[:200].replace("\n", " ")
+    said = f"{error}: {excerpt}" if excerpt else error
     if outcome.status == 410:
         disable(delivery.endpoint_id, "the receiver answered 410 Gone")
-        return {"status": Delivery.Status.FAILED, "next_attempt_at": None}
+        return {"status": Delivery.Status.FAILED, "next_attempt_at": None, "why": f"{said} (endpoint disabled)"}
     if step == 0:  # a Resend that failed leaves a waiting retry as it was
         waiting = delivery.status == Delivery.Status.RETRYING
-        return {} if waiting else {"status": Delivery.Status.FAILED, "next_attempt_at": None}
+        state = {} if waiting else {"status": Delivery.Status.FAILED, "next_attempt_at": None}
+        return {**state, "why": f"{said} (a Resend: one attempt)"}
     delay = retry_delay(step, outcome.retry_after)
     if delay is None:
-        excerpt = outcome.response[:200].replace("\n", " ")
-        final = f"{error} after {number} attempts" + (f": {excerpt}" if excerpt else "")
-        return {"status": Delivery.Status.FAILED, "next_attempt_at": None, "final": final}
+        return {
+            "status": Delivery.Status.FAILED,
+            "next_attempt_at": None,
+            "why": f"{error} after {number} attempts" + (f": {excerpt}" if excerpt else ""),
+        }
     eta = timezone.now() + timedelta(seconds=delay)
-    _enqueue_attempt(delivery, step + 1, eta=eta)
-    return {"status": Delivery.Status.RETRYING, "next_attempt_at": eta}
+    return {
+        "status": Delivery.Status.RETRYING,
+        "next_attempt_at": eta,
+        "why": f"{said} (attempt {step} of {max_attempts()}; next at {eta:%Y-%m-%d %H:%M:%S} UTC)",
+        "delay": int(delay * 1000),
+    }
 
 
 def _disable_if_failing_too_long(endpoint: Endpoint, since: datetime, now: datetime) -> None:
@@ -427,21 +464,46 @@ def _disable_if_failing_too_long(endpoint: Endpoint, since: datetime, now: datet
 
 
 def resend(delivery: Delivery, *, user: Any = None) -> Job:
-    """One more attempt now, outside the schedule (a pending retry stays as it is)."""
-    from webhooks.tasks import deliver_webhook
-
+    """One more attempt now, outside the schedule (a waiting retry stays as it is)."""
     with transaction.atomic():
-        job = jobs.enqueue(
-            deliver_webhook,
-            str(delivery.pk),
-            0,
-            key=f"webhook:{delivery.pk}:resend:{uuid.uuid4().hex}",
-            obj=_source(delivery.event),
-            event=delivery.event.type,
-        )
+        job = _enqueue_attempt(delivery, manual=True)
         Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SUCCEEDED).update(status=Delivery.Status.PENDING)
         _audit(Action.Kind.RESEND, user, endpoint=delivery.endpoint, delivery=delivery)
     return job
+
+
+# --- the delivery follows its job (lifecycle hooks, webhooks/tasks.py) ------------------
+
+
+def _delivery_of(job: Job) -> Delivery | None:
+    return Delivery.objects.filter(pk=job.args[0]).first() if job.args else None
+
+
+def job_gave_up(job: Job, why: str) -> None:
+    """The delivery's job is dead, discarded or cancelled: the delivery has failed,
+    unless it was delivered, or another of its jobs still has an attempt waiting."""
+    delivery = _delivery_of(job)
+    if delivery is None:
+        return
+    others = delivery_jobs(delivery).exclude(pk=job.pk).filter(status__in=(*Job.WAITING, Job.Status.RUNNING))
+    if others.exists():
+        return
+    update: dict[str, Any] = {"status": Delivery.Status.FAILED, "next_attempt_at": None}
+    if why:
+        update["last_error"] = why
+    # Only while the job is still finished: a dead hook that runs late, after an
+    # operator's Retry sent the job again, must not fail the delivery on its way.
+    still = models.Exists(Job.objects.filter(pk=job.pk, status__in=Job.FINISHED))
+    Delivery.objects.filter(still, pk=delivery.pk).exclude(status=Delivery.Status.SUCCEEDED).update(**update)
+
+
+def job_retried(job: Job) -> None:
+    """An operator retried the delivery's dead job: it is on its way again."""
+    delivery = _delivery_of(job)
+    if delivery is not None:
+        Delivery.objects.filter(pk=delivery.pk).exclude(status=Delivery.Status.SUCCEEDED).update(
+            status=Delivery.Status.PENDING, next_attempt_at=None
+        )
 
 
 def failed_deliveries(endpoint: Endpoint, since: datetime, until: datetime) -> models.QuerySet[Delivery]:

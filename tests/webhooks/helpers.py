@@ -1,23 +1,22 @@
-from typing import Any
+from __future__ import annotations
 
+import jobs
 from jobs.models import Job
 from webhooks import services
 from webhooks.models import Delivery
 
 
-def next_attempt_job(delivery: Delivery) -> Job | None:
-    """The delivery's attempt job that has not run yet (the newest waiting one)."""
-    return (
-        Job.objects.filter(key__startswith=f"webhook:{delivery.pk}:", status__in=Job.WAITING)
-        .order_by("-created_at")
-        .first()
-    )
+def delivery_job(delivery: Delivery) -> Job:
+    """The delivery's job: every attempt of its schedule is an attempt of this job."""
+    return Job.objects.get(key=f"webhook:{delivery.pk}:deliver")
 
 
-def run_next_attempt(delivery: Delivery) -> Any:
-    """Run the delivery's waiting attempt here, as a worker would (no scheduler: its
-    due time is not waited for)."""
-    job = next_attempt_job(delivery)
-    assert job is not None, "no attempt is waiting"
-    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
-    return services.deliver(*job.args)
+def run_next_attempt(delivery: Delivery, *, manual: bool = False) -> BaseException | None:
+    """Run the delivery's next attempt here, as its job's worker would (its wait is not
+    waited for); returns what the attempt raised for its job: `DeliveryFailed` (the
+    schedule goes on), `PermanentError` (it is over), or None (delivered)."""
+    try:
+        services.deliver(str(delivery.pk), manual=manual)
+    except (services.DeliveryFailed, jobs.PermanentError) as exc:
+        return exc
+    return None

@@ -103,7 +103,8 @@ def test_the_check_runs_again_at_send_time(db, settings, receiver, quick_schedul
     endpoint = services.create_endpoint(receiver.url)  # allowed when it was saved
     settings.BUZZER_WEBHOOKS_ALLOW_PRIVATE = False
     delivery = services.send_test(endpoint)
-    services.deliver(str(delivery.pk), 1)
+    with pytest.raises(services.DeliveryFailed, match="not a public address"):
+        services.deliver(str(delivery.pk))
     delivery.refresh_from_db()
     assert receiver.requests() == []
     assert delivery.status == "retrying" and "not a public address" in delivery.last_error

@@ -10,9 +10,8 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 import jobs
-from jobs.models import Job
 from tests.support.receiver import free_port
-from tests.webhooks.helpers import next_attempt_job, run_next_attempt
+from tests.webhooks.helpers import delivery_job, run_next_attempt
 from webhooks import services
 from webhooks.models import Action, Attempt, Delivery, Endpoint
 
@@ -39,21 +38,20 @@ def test_500_twice_then_200_is_one_delivered_event_with_three_attempts_and_one_w
     assert {r.headers["webhook-id"] for r in got} == {delivery.event.webhook_id}
     for request in got:  # each attempt is signed afresh and verifies
         assert Webhook(endpoint.secret).verify(request.body, request.headers)["type"] == "webhook.test"
-    assert next_attempt_job(delivery) is None
 
 
-def test_a_failed_attempt_schedules_the_next_as_a_delayed_job_with_its_time(endpoint, receiver):
+def test_a_failed_attempt_tells_its_job_to_retry_at_the_schedules_time(endpoint, receiver):
     receiver.answer_next("503")
     delivery = services.send_test(endpoint)
     before = timezone.now()
-    run_next_attempt(delivery)
+    failed = run_next_attempt(delivery)
 
     delivery.refresh_from_db()
-    job = next_attempt_job(delivery)
-    assert delivery.status == "retrying" and job.status == Job.Status.SCHEDULED
-    assert job.args == [str(delivery.pk), 2] and job.queue_name == "webhooks"
-    assert job.due_at == delivery.next_attempt_at
-    assert before + timedelta(seconds=5) <= job.due_at <= timezone.now() + timedelta(seconds=5.5)
+    assert delivery.status == "retrying" and delivery_job(delivery).queue_name == "webhooks"
+    assert isinstance(failed, services.DeliveryFailed)
+    assert "HTTP 503" in str(failed) and "attempt 1 of 12" in str(failed)
+    assert 5000 <= failed.delay <= 5500
+    assert before + timedelta(seconds=5) <= delivery.next_attempt_at <= timezone.now() + timedelta(seconds=5.5)
 
 
 def test_the_schedule_spans_about_three_days():
@@ -77,11 +75,10 @@ def test_out_of_attempts_the_job_is_dead_with_the_last_status_and_answer(endpoin
     delivery = services.send_test(endpoint)
     run_next_attempt(delivery)
     run_next_attempt(delivery)
-    with pytest.raises(jobs.PermanentError, match="HTTP 500 after 3 attempts: answer 500"):
-        run_next_attempt(delivery)
+    last = run_next_attempt(delivery)
+    assert isinstance(last, jobs.PermanentError) and str(last) == "HTTP 500 after 3 attempts: answer 500"
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.next_attempt_at) == ("failed", 3, None)
-    assert next_attempt_job(delivery) is None
 
 
 def test_410_gone_disables_the_endpoint_and_mails_the_admins_once(
@@ -91,16 +88,17 @@ def test_410_gone_disables_the_endpoint_and_mails_the_admins_once(
     receiver.answer_next("410")
     first, second = services.send_test(endpoint), services.send_test(endpoint)
     with django_capture_on_commit_callbacks(execute=True):
-        run_next_attempt(first)
+        gone = run_next_attempt(first)
 
     endpoint.refresh_from_db()
     first.refresh_from_db()
     assert not endpoint.enabled and "410" in endpoint.disabled_reason
-    assert first.status == "failed" and next_attempt_job(first) is None
+    assert first.status == "failed" and isinstance(gone, jobs.PermanentError)
     assert len(mail.outbox) == 1 and endpoint.url in mail.outbox[0].subject
     assert Action.objects.filter(kind="disable", endpoint=endpoint).count() == 1
 
-    run_next_attempt(second)  # the endpoint is disabled: nothing is sent
+    refused = run_next_attempt(second)  # the endpoint is disabled: nothing is sent, its job is dead
+    assert isinstance(refused, jobs.PermanentError) and "endpoint disabled" in str(refused)
     second.refresh_from_db()
     assert second.status == "failed" and "disabled" in second.last_error
     assert len(receiver.requests()) == 1
@@ -177,19 +175,9 @@ def test_a_huge_answer_is_read_up_to_64_kb_and_logged_up_to_1_kb(endpoint, recei
 
 def test_running_an_attempt_twice_sends_a_delivered_event_once(endpoint, receiver):
     delivery = services.send_test(endpoint)
-    job = next_attempt_job(delivery)
-    services.deliver(*job.args)
-    services.deliver(*job.args)
+    run_next_attempt(delivery)
+    run_next_attempt(delivery)
     assert len(receiver.requests()) == 1
-
-
-def test_a_failed_attempt_run_twice_queues_one_retry(endpoint, receiver):
-    receiver.default = "500"
-    delivery = services.send_test(endpoint)
-    job = next_attempt_job(delivery)
-    services.deliver(*job.args)
-    services.deliver(*job.args)
-    assert Job.objects.filter(key=f"webhook:{delivery.pk}:2").count() == 1
 
 
 def test_a_paused_endpoint_gets_nothing(endpoint, receiver):
@@ -204,7 +192,7 @@ def test_resend_sends_once_more_and_is_audited(endpoint, receiver, admin_user):
     delivery = services.send_test(endpoint)
     run_next_attempt(delivery)
     services.resend(delivery, user=admin_user)
-    run_next_attempt(delivery)
+    run_next_attempt(delivery, manual=True)
     delivery.refresh_from_db()
     assert delivery.status == "succeeded" and delivery.attempts == 2
     assert list(delivery.attempt_log.values_list("manual", flat=True)) == [False, True]
@@ -216,16 +204,13 @@ def test_resend_failed_in_a_time_range(endpoint, receiver, quick_schedule):
     deliveries = [services.send_test(endpoint) for _ in range(3)]
     for delivery in deliveries:
         for _ in range(3):
-            try:
-                run_next_attempt(delivery)
-            except jobs.PermanentError:
-                pass
+            run_next_attempt(delivery)
     Delivery.objects.filter(pk=deliveries[0].pk).update(created_at=timezone.now() - timedelta(days=2))
     receiver.default = "200"
     since, until = timezone.now() - timedelta(hours=1), timezone.now() + timedelta(minutes=1)
     assert services.resend_failed(endpoint, since, until) == 2
     for delivery in deliveries[1:]:
-        run_next_attempt(delivery)
+        run_next_attempt(delivery, manual=True)
     assert sorted(Delivery.objects.values_list("status", flat=True)) == ["failed", "succeeded", "succeeded"]
 
 

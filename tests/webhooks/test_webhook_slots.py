@@ -1,5 +1,6 @@
 """Per-endpoint concurrency in Redis: a delivery past the limit waits (no retry used),
-briefly behind a busy endpoint, about a timeout behind a failing one."""
+briefly behind a busy endpoint; behind a failing one it takes its turn in a line, so
+that a backlog wakes about as often as a slot frees."""
 
 import uuid
 
@@ -9,21 +10,41 @@ from jobs.effects import EffectInProgress
 from webhooks.slots import endpoint_slot
 
 
-def test_past_the_limit_a_delivery_waits_and_a_freed_slot_is_taken_again(real_broker, settings):
+def wait_asked(endpoint: uuid.UUID, *, failing: bool = False, waiter: str = "") -> int:
+    with pytest.raises(EffectInProgress) as busy:
+        with endpoint_slot(endpoint, failing=failing, waiter=waiter):
+            pass
+    return busy.value.delay_ms
+
+
+@pytest.fixture
+def limits(settings):
     settings.BUZZER_WEBHOOK_ENDPOINT_CONCURRENCY = 2
     settings.BUZZER_WEBHOOK_FAILING_ENDPOINT_CONCURRENCY = 1
     settings.BUZZER_WEBHOOK_TIMEOUT_SECONDS = 10
+
+
+def test_past_the_limit_a_delivery_waits_and_a_freed_slot_is_taken_again(real_broker, limits):
     endpoint = uuid.uuid4()
     with endpoint_slot(endpoint), endpoint_slot(endpoint):
-        with pytest.raises(EffectInProgress) as busy:
-            with endpoint_slot(endpoint):
-                pass
-        assert 200 <= busy.value.delay_ms <= 1000
-        with pytest.raises(EffectInProgress) as failing:
-            with endpoint_slot(endpoint, failing=True):
-                pass
-        assert 10_000 <= failing.value.delay_ms <= 15_000
-    with endpoint_slot(endpoint, failing=True):  # both freed
+        assert 200 <= wait_asked(endpoint) <= 1000  # a busy endpoint: a moment
+        assert 10_000 <= wait_asked(endpoint, failing=True, waiter="a") <= 15_000  # a failing one: a timeout
+    with endpoint_slot(endpoint, failing=True, waiter="a"):  # both freed
         pass
     with endpoint_slot(uuid.uuid4()):  # another endpoint is never held back
         pass
+
+
+def test_behind_a_failing_endpoint_each_waiter_waits_for_the_turns_ahead_of_it(real_broker, limits):
+    endpoint = uuid.uuid4()
+    with endpoint_slot(endpoint, failing=True, waiter="first"):
+        waits = [wait_asked(endpoint, failing=True, waiter=f"w{n}") for n in range(6)]
+        # w5 has five ahead in a line served one at a time: about six timeouts, spread ±50%.
+        assert 30_000 <= waits[5] <= 90_000
+        assert waits[0] <= 15_000
+        # Asking again does not put a waiter behind itself.
+        assert 30_000 <= wait_asked(endpoint, failing=True, waiter="w5") <= 90_000
+    with endpoint_slot(endpoint, failing=True, waiter="w0"):  # its turn: it leaves the line
+        pass
+    with endpoint_slot(endpoint, failing=True, waiter="first"):
+        assert wait_asked(endpoint, failing=True, waiter="w5") <= 90_000 * 5 / 6
