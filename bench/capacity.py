@@ -58,7 +58,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -76,6 +75,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.capacity_probe import Totals, commandstats_delta, read_totals  # noqa: E402
 from bench.jobs_throughput import prepare_database, web_environment  # noqa: E402
+from bench.jobs_throughput import stop_workers as stop  # noqa: E402
 from bench.result import emit  # noqa: E402
 from bench.topologies import descendants, free_port, private_redis, var_dir  # noqa: E402
 
@@ -452,18 +452,6 @@ def start_workers(env: dict[str, str], args: argparse.Namespace, queues: list[st
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def wait_for_port(port: int, proc: subprocess.Popen) -> None:

@@ -163,7 +163,11 @@ def start_workers(args: argparse.Namespace, tracking: bool) -> subprocess.Popen:
 
 
 def stop_workers(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
+    """SIGTERM to the process group started with start_new_session; SIGKILL if it hangs."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
     try:
         proc.wait(60)
     except subprocess.TimeoutExpired:

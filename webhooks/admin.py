@@ -20,6 +20,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
+from jobs.admin import ReadOnlyAdminMixin
 from jobs.timefmt import absolute, moment, relative_text
 from webhooks import registry, services
 from webhooks.models import Action, Attempt, Delivery, Endpoint, Event
@@ -278,7 +279,7 @@ class AttemptInline(admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "event_type",
         "endpoint",
@@ -310,15 +311,6 @@ class DeliveryAdmin(admin.ModelAdmin):
     actions = ["resend_selected"]
     show_full_result_count = False
     change_form_template = "admin/webhooks/delivery/change_form.html"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return _perm(request, "resend_delivery")
@@ -420,15 +412,6 @@ class EventAdmin(admin.ModelAdmin):
 
 
 @admin.register(Action)
-class ActionAdmin(admin.ModelAdmin):
+class ActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["at", "kind", "endpoint", "delivery", "user", "detail"]
     list_filter = ["kind"]
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -12,7 +12,7 @@ from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 from django.template.loader import render_to_string
 
-from jobs import admin_list, search
+from jobs import admin_list
 from jobs.models import Job
 
 register = template.Library()
@@ -55,7 +55,8 @@ def dead_matching(cl: Any) -> str:
 
     count = getattr(getattr(cl, "paginator", None), "dead_count", None)  # jobs.admin.JobPaginator
     if count is None:
-        count = capped_count(dead_among(cl.queryset, searched=search.leads(cl.query)), RETRY_MATCHING_CAP + 1)
+        searched = getattr(cl.queryset.query, "buzzer_searched", False)  # JobAdmin.get_search_results
+        count = capped_count(dead_among(cl.queryset, searched=searched), RETRY_MATCHING_CAP + 1)
     if not count:
         return ""
     return f"{RETRY_MATCHING_CAP:,}+" if count > RETRY_MATCHING_CAP else f"{count:,}"
