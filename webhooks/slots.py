@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,9 +33,10 @@ from jobs.effects import EffectInProgress
 
 logger = logging.getLogger(__name__)
 
-# KEYS: the endpoint's slots, its waiters. ARGV: token, limit, slot ttl ms, waiter.
-# Returns {-1, 0} when a slot is taken (the waiter leaves the line), else {how long (ms)
-# the oldest delivery in flight has been running, how many others wait in line}.
+# KEYS: the endpoint's slots, its waiters, its turn length. ARGV: token, limit, slot ttl
+# ms, waiter. Returns {-1, 0, 0} when a slot is taken (the waiter leaves the line), else
+# {how long (ms) the oldest delivery in flight has been running, how many others wait in
+# line, how long a turn lasts lately (ms; -1 when not known)}.
 _ACQUIRE = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -45,14 +47,25 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], now_ms + ttl, ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('ZREM', KEYS[2], ARGV[4])
-  return {-1, 0}
+  return {-1, 0, 0}
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local waiting = redis.call('ZCARD', KEYS[2])
 if redis.call('ZSCORE', KEYS[2], ARGV[4]) then
   waiting = waiting - 1
 end
-return {now_ms - (tonumber(oldest[2]) - ttl), waiting}
+local turn = tonumber(redis.call('GET', KEYS[3]) or '-1')
+return {now_ms - (tonumber(oldest[2]) - ttl), waiting, turn}
+"""
+# KEYS: the endpoint's slots, its turn length. ARGV: token, how long this turn took (ms),
+# how long the turn length is kept (ms). A turn length is a decaying maximum: one slow
+# turn counts fully, and a run of quick ones halves it each time.
+_RELEASE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+local took = tonumber(ARGV[2])
+local before = tonumber(redis.call('GET', KEYS[2]) or '0')
+redis.call('SET', KEYS[2], math.max(took, math.floor(before / 2)), 'PX', ARGV[3])
+return 1
 """
 # KEYS: the endpoint's waiters. ARGV: waiter, how long it stays in line (ms).
 _JOIN = """
@@ -67,6 +80,13 @@ return 1
 # A waiter stays in line this long after its wait should have ended (its worker died, or
 # it ran late): then it no longer counts.
 LINE_GRACE_MS = 10_000
+# A turn is taken to last at least this long (the wake-up and the job's own round trips).
+MIN_TURN_MS = 250
+# Turns up to this long are quick; past it a turn is taken to be a timeout, as for an
+# endpoint that hangs.
+QUICK_TURN_MS = 1_000
+# How long an endpoint's turn length is remembered after its last delivery.
+TURN_MEMORY_MS = 3_600_000
 # The longest wait asked for (Dramatiq holds a delayed message for at most 7 days).
 MAX_WAIT_MS = 3_600_000
 
@@ -89,37 +109,49 @@ def endpoint_slot(endpoint_id: object, *, failing: bool = False, waiter: str = "
         return
     key = f"{broker.namespace}:buzzer:webhook-slots:{endpoint_id}"
     line = f"{broker.namespace}:buzzer:webhook-waiters:{endpoint_id}"
+    turn = f"{broker.namespace}:buzzer:webhook-turn:{endpoint_id}"
     token = uuid.uuid4().hex
     waiter = waiter or token
     ttl_ms = int((settings.BUZZER_WEBHOOK_TIMEOUT_SECONDS + 20) * 1000)
-    oldest_ms, waiting = client.register_script(_ACQUIRE)(keys=[key, line], args=[token, limit, ttl_ms, waiter])
+    oldest_ms, waiting, turn_ms = client.register_script(_ACQUIRE)(
+        keys=[key, line, turn], args=[token, limit, ttl_ms, waiter]
+    )
     if int(oldest_ms) >= 0:
-        delay_ms = _wait_ms(failing, int(oldest_ms), int(waiting), limit)
+        delay_ms = _wait_ms(failing, int(oldest_ms), int(waiting), limit, turn_ms=int(turn_ms))
         if failing or int(oldest_ms) > 1000:  # a slow line: take a place in it
             client.register_script(_JOIN)(keys=[line], args=[waiter, delay_ms + LINE_GRACE_MS])
         raise EffectInProgress(
             f"endpoint {endpoint_id} has {limit} deliveries in flight and {waiting} more waiting", delay_ms=delay_ms
         )
+    started = time.monotonic()
     try:
         yield
     finally:
+        took_ms = int((time.monotonic() - started) * 1000)
         try:
-            client.zrem(key, token)
+            client.register_script(_RELEASE)(keys=[key, turn], args=[token, took_ms, TURN_MEMORY_MS])
         except Exception:  # it expires by itself
             logger.warning("Could not free a delivery slot of endpoint %s", endpoint_id, exc_info=True)
 
 
-def _wait_ms(failing: bool, oldest_ms: int, waiting: int = 0, limit: int = 1) -> int:
+def _wait_ms(failing: bool, oldest_ms: int, waiting: int = 0, limit: int = 1, *, turn_ms: int = -1) -> int:
     """How long a delivery that found no free slot waits. Behind a busy, fast endpoint: a
     moment. Behind a slow one (a hanging endpoint before its first failure is recorded):
     until its oldest request must end, plus a timeout for every `limit` deliveries ahead
-    in line. Behind a failing one: a timeout per turn, its own and those ahead. Spread
-    over half to one and a half of that, so that the line wakes about as often as a slot
-    frees."""
+    in line. Behind a failing one: a turn per `limit` deliveries, its own and those
+    ahead, where a turn is a timeout, or less when the endpoint's recent turns were
+    quicker (`turn_ms`: a receiver that is down refuses connections in a millisecond,
+    and its line must not wait ten seconds a turn; one whose requests take over a second
+    has turns of a timeout). Spread over half to one and a half
+    of that, so that the line wakes about as often as a slot frees."""
     timeout_ms = settings.BUZZER_WEBHOOK_TIMEOUT_SECONDS * 1000
     if not failing and oldest_ms <= 1000:
         return int(random.uniform(200, 1000))  # noqa: S311 - spreading wake-ups, not a secret
-    first = timeout_ms if failing else max(timeout_ms - oldest_ms, 500)
+    # A quick turn is one of an endpoint that fails fast (its recent turns and the
+    # delivery in flight all under QUICK_TURN_MS); any slower, a turn is a timeout.
+    quick = 0 <= turn_ms <= QUICK_TURN_MS and oldest_ms <= QUICK_TURN_MS
+    per_turn = max(turn_ms, oldest_ms, MIN_TURN_MS) if quick else timeout_ms
+    first = per_turn if failing else max(timeout_ms - oldest_ms, 500)
     turns_ahead = waiting // max(limit, 1)
     spread = random.uniform(0.5, 1.5) if turns_ahead else random.uniform(1.0, 1.5)  # noqa: S311
-    return int(min((first + turns_ahead * timeout_ms) * spread, MAX_WAIT_MS))
+    return int(min((first + turns_ahead * per_turn) * spread, MAX_WAIT_MS))

@@ -2,6 +2,7 @@
 briefly behind a busy endpoint; behind a failing one it takes its turn in a line, so
 that a backlog wakes about as often as a slot frees."""
 
+import time
 import uuid
 
 import pytest
@@ -48,3 +49,28 @@ def test_behind_a_failing_endpoint_each_waiter_waits_for_the_turns_ahead_of_it(r
         pass
     with endpoint_slot(endpoint, failing=True, waiter="first"):
         assert wait_asked(endpoint, failing=True, waiter="w5") <= 90_000 * 5 / 6
+
+
+def test_behind_an_endpoint_that_refuses_quickly_the_line_moves_at_its_pace(real_broker, limits):
+    """A receiver that is down refuses in a millisecond: its turns are short, and so is
+    the wait of the deliveries in its line (not a timeout a turn)."""
+    endpoint = uuid.uuid4()
+    with endpoint_slot(endpoint, failing=True, waiter="quick"):  # a turn of a few ms
+        pass
+    with endpoint_slot(endpoint, failing=True, waiter="first"):
+        waits = [wait_asked(endpoint, failing=True, waiter=f"w{n}") for n in range(6)]
+    # w5: the slot holder's turn and five ahead, a quarter of a second each, spread ±50%.
+    assert 750 <= waits[5] <= 2_250
+    assert waits[0] <= 375
+
+
+def test_an_endpoint_that_was_quick_and_now_hangs_gets_its_timeout_back(real_broker, limits):
+    endpoint = uuid.uuid4()
+    with endpoint_slot(endpoint, failing=True, waiter="quick"):
+        pass
+    with endpoint_slot(endpoint, failing=True, waiter="hanging"):
+        time.sleep(1.1)  # in flight for longer than a quick turn
+        assert 10_000 <= wait_asked(endpoint, failing=True, waiter="w0") <= 15_000
+    # It took over a second: the turn it leaves is that long, whatever came before.
+    with endpoint_slot(endpoint, failing=True, waiter="first"):
+        assert wait_asked(endpoint, failing=True, waiter="w1") >= 10_000
