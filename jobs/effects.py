@@ -149,6 +149,23 @@ _RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# KEYS: the lease. ARGV: the stale holder, the new holder, ttl s. Returns 1 when taken.
+_TAKE_OVER_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# The holders whose blocks run in this process right now, and the leases it may have left
+# behind: an acquire whose answer was lost (Redis stalled past the socket timeout, then
+# ran the script) or a release that failed. Such a lease names this process, which beats,
+# so no other process takes it over; this process frees it on its next lease operation,
+# and takes it over itself when it is the one that wants it.
+_leases_lock = threading.Lock()
+_held_here: set[str] = set()
+_left_behind: dict[str, str] = {}
 
 
 class Lease:
@@ -177,19 +194,72 @@ class Lease:
     def acquire(self) -> None:
         import time
 
-        taken = self.client.register_script(_LEASE_SCRIPT)(
-            keys=[self.key, self.heartbeats],
-            args=[self.holder, int(time.time() * 1000), self.dead_after_ms, self.ttl],
-        )
-        if taken != 1:
-            held = taken.decode() if isinstance(taken, bytes) else str(taken)
-            raise EffectInProgress(f"{self.key} is held by {held.split('|')[0]}")
+        self._free_left_behind()
+        with _leases_lock:  # before the script: a lease of this process is never stale
+            _held_here.add(self.holder)
+        try:
+            taken = self.client.register_script(_LEASE_SCRIPT)(
+                keys=[self.key, self.heartbeats],
+                args=[self.holder, int(time.time() * 1000), self.dead_after_ms, self.ttl],
+            )
+            if taken != 1:
+                held = taken.decode() if isinstance(taken, bytes) else str(taken)
+                if not self._take_over_own(held):
+                    raise EffectInProgress(f"{self.key} is held by {held.split('|')[0]}")
+        except EffectInProgress:
+            with _leases_lock:
+                _held_here.discard(self.holder)
+            raise
+        except Exception:
+            # Redis may have run the script after the client stopped waiting for it.
+            self._leave_behind()
+            raise
+
+    def _take_over_own(self, held: str) -> bool:
+        """Take over a lease that names this process but no block running in it (one an
+        acquire or release left behind). Another process's lease is never taken here."""
+        worker, _, _token = held.partition("|")
+        with _leases_lock:
+            stale = worker == self.holder.partition("|")[0] and held not in _held_here
+        if not stale:
+            return False
+        taken = self.client.register_script(_TAKE_OVER_SCRIPT)(keys=[self.key], args=[held, self.holder, self.ttl])
+        if taken == 1:
+            logger.info("Took over %s, which this worker process had left behind", self.key)
+        return taken == 1
 
     def release(self) -> None:
+        with _leases_lock:
+            _held_here.discard(self.holder)
         try:
             self.client.register_script(_RELEASE_SCRIPT)(keys=[self.key], args=[self.holder])
-        except Exception:  # it expires; only a live holder's lease is ever waited for
+        except Exception:  # freed on this process's next lease operation, or it expires
             logger.warning("Could not release %s", self.key, exc_info=True)
+            self._leave_behind()
+
+    def _leave_behind(self) -> None:
+        with _leases_lock:
+            _held_here.discard(self.holder)
+            _left_behind[self.key] = self.holder
+        try:
+            self.client.register_script(_RELEASE_SCRIPT)(keys=[self.key], args=[self.holder])
+        except Exception:  # noqa: BLE001 - freed on a later lease operation
+            return
+        with _leases_lock:
+            if _left_behind.get(self.key) == self.holder:
+                del _left_behind[self.key]
+
+    def _free_left_behind(self) -> None:
+        with _leases_lock:
+            pending = list(_left_behind.items())
+        for key, holder in pending:
+            try:
+                self.client.register_script(_RELEASE_SCRIPT)(keys=[key], args=[holder])
+            except Exception:  # noqa: BLE001 - Redis still unwell: next time
+                return
+            with _leases_lock:
+                if _left_behind.get(key) == holder:
+                    del _left_behind[key]
 
 
 def _marks() -> tuple[Any, str] | None:

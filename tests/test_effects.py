@@ -1,4 +1,5 @@
 import pytest
+import redis
 
 import jobs
 from jobs.effects import happened
@@ -244,3 +245,88 @@ def test_email_accepted_asks_a_backend_that_can_answer_and_is_false_for_one_that
     AnsweringBackend.accepted_ids = {message_id}
     assert jobs.email_accepted(message_id) is True
     assert jobs.email_accepted(jobs.message_id("email:order-confirmation:43")) is False
+
+
+class _Flaky:
+    """The broker's Redis client, except that the next scripts go wrong as told: "lost"
+    runs the script and loses its answer (Redis stalled past the client's socket timeout,
+    then ran it); "refused" fails before Redis sees it."""
+
+    def __init__(self, client, *faults: str) -> None:
+        self.client, self.faults = client, list(faults)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def register_script(self, source):
+        script = self.client.register_script(source)
+
+        def run(*args, **kwargs):
+            fault = self.faults.pop(0) if self.faults else None
+            if fault == "refused":
+                raise redis.ConnectionError("Connection refused")
+            result = script(*args, **kwargs)
+            if fault == "lost":
+                raise redis.TimeoutError("Timeout reading from socket")
+            return result
+
+        return run
+
+
+@pytest.fixture
+def live_worker(real_broker):
+    import time
+
+    real_broker.client.zadd(f"{real_broker.namespace}:__heartbeats__", {real_broker.broker_id: time.time() * 1000})
+    return real_broker
+
+
+@pytest.mark.parametrize("release", ["lost", "refused"])
+def test_a_lease_whose_answer_was_lost_does_not_hold_the_effect_back(live_worker, monkeypatch, release):
+    """Redis ran the lease's script but its answer was lost (a stall past the socket
+    timeout), and the release after it failed too: the lease names this live worker
+    although no block holds it. The job's next delivery, in this process, does the effect
+    (without waiting for the lease's ttl, an hour), and the lease is freed after it."""
+    import uuid
+
+    from jobs.effects import set_current_job
+
+    broker = live_worker
+    lease_key = f"{broker.namespace}:buzzer:effect-lease:email:x:9"
+    set_current_job(uuid.uuid4())
+    try:
+        monkeypatch.setattr(broker, "client", _Flaky(broker.client, "lost", release))
+        with pytest.raises(redis.TimeoutError), jobs.once("email:x:9", external=True):
+            pytest.fail("the block ran although its lease was never confirmed")
+        monkeypatch.setattr(broker, "client", broker.client.client)
+        if release == "refused":
+            assert broker.client.get(lease_key).decode().startswith(f"{broker.broker_id}|")
+        with jobs.once("email:x:9", external=True) as first:
+            assert first is True
+    finally:
+        set_current_job(None)
+    assert Effect.objects.get(key="email:x:9").state == "done"
+    assert not broker.client.exists(lease_key)
+
+
+def test_a_lease_left_behind_is_freed_by_the_next_lease_of_its_process(live_worker, monkeypatch):
+    """Another process wanting the effect waits while the lease names this live worker:
+    this process frees what it left behind on its next lease, whatever effect that is."""
+    import uuid
+
+    from jobs.effects import set_current_job
+
+    broker = live_worker
+    lease_key = f"{broker.namespace}:buzzer:effect-lease:email:x:11"
+    set_current_job(uuid.uuid4())
+    try:
+        monkeypatch.setattr(broker, "client", _Flaky(broker.client, "lost", "refused"))
+        with pytest.raises(redis.TimeoutError), jobs.once("email:x:11", external=True):
+            pass
+        monkeypatch.setattr(broker, "client", broker.client.client)
+        assert broker.client.exists(lease_key)
+        with jobs.once("email:x:12", external=True) as other:
+            assert other is True
+            assert not broker.client.exists(lease_key)
+    finally:
+        set_current_job(None)
