@@ -29,7 +29,9 @@ Two kinds of effects:
   take the first one's "started" row over while the first is still talking to the mail
   server. A delivery that finds the lease held by a live worker raises EffectInProgress
   (the job waits and runs again, using no retry); a lease whose worker stopped beating
-  is taken over.
+  is taken over. A lease that names a live worker but no block in it (an acquire whose
+  answer was lost in a Redis stall although Redis ran it, a release that failed) is
+  freed by that worker's next lease operation, and taken over by that worker at once.
 """
 
 from __future__ import annotations
