@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 from redis.exceptions import NoScriptError
 
+from jobs.effects import free_left_behind
+
 logger = logging.getLogger(__name__)
 
 # KEYS: heartbeats sorted set, then per claim its claim key and its cancel mark. ARGV:
@@ -366,6 +368,7 @@ class Heartbeat:
                     pipe.execute()
                 if _unreleased:
                     release_pending(claims_for(self.broker))
+                free_left_behind(self.broker.client)
             except Exception as exc:  # noqa: BLE001 - Redis away: the next beat tries again
                 logger.debug("Heartbeat failed: %s", exc)
             self._stop.wait(self.interval)

@@ -163,8 +163,8 @@ return 0
 # The holders whose blocks run in this process right now, and the leases it may have left
 # behind: an acquire whose answer was lost (Redis stalled past the socket timeout, then
 # ran the script) or a release that failed. Such a lease names this process, which beats,
-# so no other process takes it over; this process frees it on its next lease operation,
-# and takes it over itself when it is the one that wants it.
+# so no other process takes it over; this process frees it on its next lease operation or
+# heartbeat, and takes it over itself when it is the one that wants it.
 _leases_lock = threading.Lock()
 _held_here: set[str] = set()
 _left_behind: dict[str, str] = {}
@@ -252,16 +252,23 @@ class Lease:
                 del _left_behind[self.key]
 
     def _free_left_behind(self) -> None:
+        free_left_behind(self.client)
+
+
+def free_left_behind(client: Any) -> None:
+    """Free the leases this process left behind (see `_left_behind`); called before each
+    lease is taken and by the worker's heartbeat thread, so that an idle worker frees
+    them too."""
+    with _leases_lock:
+        pending = list(_left_behind.items())
+    for key, holder in pending:
+        try:
+            client.register_script(_RELEASE_SCRIPT)(keys=[key], args=[holder])
+        except Exception:  # noqa: BLE001 - Redis still unwell: next time
+            return
         with _leases_lock:
-            pending = list(_left_behind.items())
-        for key, holder in pending:
-            try:
-                self.client.register_script(_RELEASE_SCRIPT)(keys=[key], args=[holder])
-            except Exception:  # noqa: BLE001 - Redis still unwell: next time
-                return
-            with _leases_lock:
-                if _left_behind.get(key) == holder:
-                    del _left_behind[key]
+            if _left_behind.get(key) == holder:
+                del _left_behind[key]
 
 
 def _marks() -> tuple[Any, str] | None:

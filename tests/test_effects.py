@@ -330,3 +330,30 @@ def test_a_lease_left_behind_is_freed_by_the_next_lease_of_its_process(live_work
             assert not broker.client.exists(lease_key)
     finally:
         set_current_job(None)
+
+
+def test_an_idle_worker_frees_what_it_left_behind_on_its_heartbeat(live_worker, monkeypatch):
+    """A worker that left a lease behind and then runs nothing more frees it within one
+    heartbeat: another process's delivery of the effect is not held back for an hour."""
+    import uuid
+
+    from jobs.claims import Heartbeat
+    from jobs.effects import set_current_job
+    from tests.support.waiting import wait_until
+
+    broker = live_worker
+    lease_key = f"{broker.namespace}:buzzer:effect-lease:email:x:13"
+    set_current_job(uuid.uuid4())
+    try:
+        monkeypatch.setattr(broker, "client", _Flaky(broker.client, "lost", "refused"))
+        with pytest.raises(redis.TimeoutError), jobs.once("email:x:13", external=True):
+            pass
+        monkeypatch.setattr(broker, "client", broker.client.client)
+    finally:
+        set_current_job(None)
+    assert broker.client.exists(lease_key)
+    heartbeat = Heartbeat(broker, interval=0.1)
+    try:
+        wait_until(lambda: not broker.client.exists(lease_key), timeout=5, what="the heartbeat to free the lease")
+    finally:
+        heartbeat.stop()
