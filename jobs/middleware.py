@@ -233,6 +233,9 @@ class JobTracking(Middleware):
         if outcome is False:
             logger.info("Job %s attempt %d is running or done elsewhere: this delivery is skipped", job_id, attempt)
             raise SkipMessage(f"job {job_id} attempt {attempt} is already running or done")
+        if outcome is True and self._stopping.is_set() and "redis_message_id" in options and hasattr(broker, "client"):
+            # The signal came while this thread waited for its claim: hand it back too.
+            self._hand_back(broker, message, claims, (key, attempt, worker))
         message._buzzer_claim = (key, attempt, worker)  # released if it must wait (Retries)
         if isinstance(outcome, str):  # redelivered after the worker that held it died
             dead_worker = outcome.removeprefix("dead:")
@@ -277,6 +280,20 @@ class JobTracking(Middleware):
                 kwargs=dict(message.kwargs),
             )
         )
+
+    def _hand_back(self, broker: dramatiq.Broker, message: Any, claims: Any, claim: tuple[str, int, str]) -> None:
+        """Give a claimed job back to its queue, not started, because the worker is
+        stopping. Without the claim released, another worker would skip it as running
+        here; if Redis does not take the release, the job runs here after all."""
+        try:
+            released = claims.release(*claim)
+        except Exception:
+            logger.warning("Could not release job %s to hand it back; running it here", claim[0], exc_info=True)
+            return
+        if not released:  # another delivery holds it now: that one runs it
+            raise SkipMessage(f"job {claim[0]} is no longer claimed here")
+        broker.do_requeue(message.queue_name, message.options["redis_message_id"])
+        raise SkipMessage("the worker is stopping: handed back to the queue")
 
     def _dead(self, message: Any, job_id: uuid.UUID, attempt: int, worker: str, error: str) -> None:
         message.fail()  # the consumer then puts it in Dramatiq's dead-letter set

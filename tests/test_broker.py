@@ -157,3 +157,45 @@ def test_a_paused_queue_is_not_fetched_from_until_it_is_resumed(broker, settings
     consumer._pause_checked -= queues.PAUSE_CHECK_SECONDS  # as a second later
     delivered = next(consumer)
     assert delivered is not None and delivered.kwargs["n"] == 0
+
+
+def test_a_signal_that_comes_while_a_thread_waits_for_its_claim_hands_the_job_back(broker):
+    """SIGTERM reached the worker process after a thread had passed the stop check but
+    before its claim came back: the job does not start there; it goes back to its queue,
+    its claim released, for another worker."""
+    from dramatiq.middleware import SkipMessage
+
+    from jobs.claims import RedisClaims, job_key
+    from jobs.middleware import JobTracking
+
+    tracking = JobTracking()
+    tracking._tools(broker)
+    real = RedisClaims(broker, ttl_seconds=60, dead_after_seconds=20)
+
+    class SignalDuringClaim:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def claim(self, *args):
+            outcome = real.claim(*args)
+            tracking._stopping.set()  # the signal arrives while the answer is on its way
+            return outcome
+
+    tracking._claims = SignalDuringClaim()
+    sent = broker.enqueue(message(1))
+    consumer = broker.consume("default", prefetch=10, timeout=100)
+    fetched = next(consumer)
+    acks = key(f"__acks__.{broker.broker_id}.default")
+    assert broker.client.scard(acks) == 1
+    try:
+        with pytest.raises(SkipMessage, match="handed back"):
+            tracking.before_process_message(broker, fetched)
+        assert broker.client.scard(acks) == 0
+        assert broker.client.lrange(key("default"), 0, -1) == [fetched.options["redis_message_id"].encode()]
+        # Released: another worker's delivery of the same attempt claims it.
+        assert real.claim(job_key(sent.message_id, 0), 1, "another-worker") is True
+    finally:
+        consumer.close()
+        tracking._writer.close()
+        if tracking._heartbeat is not None:
+            tracking._heartbeat.stop()
