@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import NoScriptError
 
-from jobs.effects import free_left_behind
+from jobs.effects import COMPARE_AND_SET_SCRIPT, free_left_behind
 
 logger = logging.getLogger(__name__)
 
@@ -84,16 +84,10 @@ return 0
 """
 
 
-# KEYS: claim key. ARGV: the holder's value ("attempt|worker"), the released value, ttl s.
-# The same attempt may then be claimed again (its delivery ended on an infrastructure
-# error and was sent again); a lower attempt still may not.
-_RELEASE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-  return 1
-end
-return 0
-"""
+# Release: KEYS: claim key. ARGV: the holder's value ("attempt|worker"), the released
+# value, ttl s. The same attempt may then be claimed again (its delivery ended on an
+# infrastructure error and was sent again); a lower attempt still may not.
+_RELEASE_SCRIPT = COMPARE_AND_SET_SCRIPT
 
 # KEYS: claim key, cancel mark. ARGV: mark ttl s. Marks the job cancelled (no delivery
 # claims it from now on) and returns {1 if this call set the mark, the claim or ''}.

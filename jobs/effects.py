@@ -151,8 +151,9 @@ _RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# KEYS: the lease. ARGV: the stale holder, the new holder, ttl s. Returns 1 when taken.
-_TAKE_OVER_SCRIPT = """
+# KEYS: a key. ARGV: the value expected, the new value, ttl s. Returns 1 when set (a
+# lease taken over here; a claim released in jobs.claims).
+COMPARE_AND_SET_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
   return 1
@@ -225,7 +226,7 @@ class Lease:
             stale = worker == self.holder.partition("|")[0] and held not in _held_here
         if not stale:
             return False
-        taken = self.client.register_script(_TAKE_OVER_SCRIPT)(keys=[self.key], args=[held, self.holder, self.ttl])
+        taken = self.client.register_script(COMPARE_AND_SET_SCRIPT)(keys=[self.key], args=[held, self.holder, self.ttl])
         if taken == 1:
             logger.info("Took over %s, which this worker process had left behind", self.key)
         return taken == 1

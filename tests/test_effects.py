@@ -281,6 +281,15 @@ def live_worker(real_broker):
     return real_broker
 
 
+def _leave_lease_behind(broker, monkeypatch, key: str) -> None:
+    """An acquire whose answer was lost, then a release Redis refused: the lease of
+    `key` names this live worker, and no block holds it."""
+    monkeypatch.setattr(broker, "client", _Flaky(broker.client, "lost", "refused"))
+    with pytest.raises(redis.TimeoutError), jobs.once(key, external=True):
+        pytest.fail("the block ran although its lease was never confirmed")
+    monkeypatch.setattr(broker, "client", broker.client.client)
+
+
 @pytest.mark.parametrize("release", ["lost", "refused"])
 def test_a_lease_whose_answer_was_lost_does_not_hold_the_effect_back(live_worker, monkeypatch, release):
     """Redis ran the lease's script but its answer was lost (a stall past the socket
@@ -320,10 +329,7 @@ def test_a_lease_left_behind_is_freed_by_the_next_lease_of_its_process(live_work
     lease_key = f"{broker.namespace}:buzzer:effect-lease:email:x:11"
     set_current_job(uuid.uuid4())
     try:
-        monkeypatch.setattr(broker, "client", _Flaky(broker.client, "lost", "refused"))
-        with pytest.raises(redis.TimeoutError), jobs.once("email:x:11", external=True):
-            pass
-        monkeypatch.setattr(broker, "client", broker.client.client)
+        _leave_lease_behind(broker, monkeypatch, "email:x:11")
         assert broker.client.exists(lease_key)
         with jobs.once("email:x:12", external=True) as other:
             assert other is True
@@ -345,10 +351,7 @@ def test_an_idle_worker_frees_what_it_left_behind_on_its_heartbeat(live_worker, 
     lease_key = f"{broker.namespace}:buzzer:effect-lease:email:x:13"
     set_current_job(uuid.uuid4())
     try:
-        monkeypatch.setattr(broker, "client", _Flaky(broker.client, "lost", "refused"))
-        with pytest.raises(redis.TimeoutError), jobs.once("email:x:13", external=True):
-            pass
-        monkeypatch.setattr(broker, "client", broker.client.client)
+        _leave_lease_behind(broker, monkeypatch, "email:x:13")
     finally:
         set_current_job(None)
     assert broker.client.exists(lease_key)
