@@ -118,7 +118,7 @@ def endpoint_slot(endpoint_id: object, *, failing: bool = False, waiter: str = "
     )
     if int(oldest_ms) >= 0:
         delay_ms = _wait_ms(failing, int(oldest_ms), int(waiting), limit, turn_ms=int(turn_ms))
-        if failing or int(oldest_ms) > 1000:  # a slow line: take a place in it
+        if failing or int(oldest_ms) > QUICK_TURN_MS or int(turn_ms) > QUICK_TURN_MS:  # a slow line: join it
             client.register_script(_JOIN)(keys=[line], args=[waiter, delay_ms + LINE_GRACE_MS])
         raise EffectInProgress(
             f"endpoint {endpoint_id} has {limit} deliveries in flight and {waiting} more waiting", delay_ms=delay_ms
@@ -136,7 +136,8 @@ def endpoint_slot(endpoint_id: object, *, failing: bool = False, waiter: str = "
 
 def _wait_ms(failing: bool, oldest_ms: int, waiting: int = 0, limit: int = 1, *, turn_ms: int = -1) -> int:
     """How long a delivery that found no free slot waits. Behind a busy, fast endpoint: a
-    moment. Behind a slow one (a hanging endpoint before its first failure is recorded):
+    moment. Behind a slow one (its oldest request over a second old, or its recent turns
+    slow: a hanging endpoint before its first failure is recorded, or after a resume):
     until its oldest request must end, plus a timeout for every `limit` deliveries ahead
     in line. Behind a failing one: a turn per `limit` deliveries, its own and those
     ahead, where a turn is a timeout, or less when the endpoint's recent turns were
@@ -145,7 +146,9 @@ def _wait_ms(failing: bool, oldest_ms: int, waiting: int = 0, limit: int = 1, *,
     has turns of a timeout). Spread over half to one and a half
     of that, so that the line wakes about as often as a slot frees."""
     timeout_ms = settings.BUZZER_WEBHOOK_TIMEOUT_SECONDS * 1000
-    if not failing and oldest_ms <= 1000:
+    # A busy endpoint whose slots were just taken frees one in a moment, unless its
+    # recent turns were slow (a hanging receiver resumed: the fresh holders hang too).
+    if not failing and oldest_ms <= QUICK_TURN_MS and turn_ms <= QUICK_TURN_MS:
         return int(random.uniform(200, 1000))  # noqa: S311 - spreading wake-ups, not a secret
     # A quick turn is one of an endpoint that fails fast (its recent turns and the
     # delivery in flight all under QUICK_TURN_MS); any slower, a turn is a timeout.

@@ -74,3 +74,22 @@ def test_an_endpoint_that_was_quick_and_now_hangs_gets_its_timeout_back(real_bro
     # It took over a second: the turn it leaves is that long, whatever came before.
     with endpoint_slot(endpoint, failing=True, waiter="first"):
         assert wait_asked(endpoint, failing=True, waiter="w1") >= 10_000
+
+
+def test_a_resumed_endpoint_whose_turns_were_slow_is_waited_on_for_a_turn_not_a_moment(real_broker, limits):
+    """Resumed, an endpoint counts as healthy again (the full limit), but its last turns
+    took a timeout: the deliveries that find its slots just taken wait for a turn in the
+    line, not a moment each (hundreds of them would wake several times a second)."""
+    endpoint = uuid.uuid4()
+    with endpoint_slot(endpoint, waiter="slow"):
+        time.sleep(1.1)  # a turn over a second
+    with endpoint_slot(endpoint, waiter="h1"), endpoint_slot(endpoint, waiter="h2"):  # just taken
+        waits = [wait_asked(endpoint, waiter=f"w{n}") for n in range(4)]
+    assert all(wait >= 5_000 for wait in waits), waits  # the rest of a timeout, not 0.2-1 s
+    line = real_broker.client.zrange(f"{real_broker.namespace}:buzzer:webhook-waiters:{endpoint}", 0, -1)
+    assert {member.decode() for member in line} == {"w0", "w1", "w2", "w3"}  # they joined its line
+    fresh = uuid.uuid4()  # an endpoint with quick turns keeps the moment
+    with endpoint_slot(fresh, waiter="q"):
+        pass
+    with endpoint_slot(fresh), endpoint_slot(fresh):
+        assert 200 <= wait_asked(fresh) <= 1000
