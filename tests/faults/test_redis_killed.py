@@ -12,6 +12,7 @@ from django.conf import settings as django_settings
 from django.test import Client
 
 from jobs.models import Job
+from orders import services as order_services
 from orders.models import Order
 from tests.faults.conftest import FaultStack, OrderLoad, job_counts, wait_for_effects
 from tests.support import email
@@ -91,4 +92,40 @@ def test_orders_survive_a_redis_crash(stack: FaultStack, stocked: dict, api_key:
         f"{max(r[1] for r in down) * 1000:.0f} ms), 0 refused; /healthz, /metrics and the dashboard answered 503 "
         f"in < 3 s; outbox drained {outbox_drained:.0f} s after the restart; {effects['emails']}/{len(orders)} "
         f"orders got all their effects, {effects['duplicate_emails']} duplicates, {done_in:.0f} s after the restart"
+    )
+
+
+def test_a_job_that_fails_as_redis_dies_is_retried_once_redis_is_back(stack: FaultStack, stocked: dict) -> None:
+    """The email job fails at the instant Redis is SIGKILLed: its retry cannot be sent
+    (Dramatiq's Retries enqueues it into the dead Redis), and its message's ack waits for
+    Redis to come back. Its row says `retrying`; once Redis is back the job runs again
+    and the email goes out once, within the lost-message scan's bound."""
+    lost_after, scan = 10, 2
+    stack.scheduler(BUZZER_LOST_AFTER_SECONDS=str(lost_after), BUZZER_LOST_SCAN_SECONDS=str(scan))
+    stack.workers(processes=1, threads=4)
+    assert stack.redis.proc is not None
+    email.kill_broker_on_send_to("doomed@example.com", stack.redis.proc.pid)
+    order = order_services.place_order(
+        email="doomed@example.com", items=[{"sku": "BUZ-001", "quantity": 1}], card="4242424242424242"
+    )
+    wait_until(email.broker_killed_at, timeout=60, what="the doomed email's send, which kills Redis")
+    stack.redis.kill()  # reaps the process the worker killed
+    time.sleep(3)
+    stack.redis.restart()
+    restarted_at = time.monotonic()
+    confirmation = Job.objects.get(actor_name="send_confirmation_email", object_id=str(order.pk))
+    wait_until(
+        lambda: Job.objects.get(pk=confirmation.pk).status == Job.Status.SUCCEEDED,
+        timeout=lost_after + scan + 60,
+        what=f"the doomed email's job to succeed (it is {Job.objects.get(pk=confirmation.pk).status})",
+    )
+    took = time.monotonic() - restarted_at
+    time.sleep(2)  # a second delivery, if there were one, would show by now
+    sent = [m for m in email.sent() if "doomed@example.com" in m["to"]]
+    assert len(sent) == 1, sent
+    confirmation.refresh_from_db()
+    assert confirmation.attempts == 2
+    record(
+        f"Redis SIGKILLed as an email job failed (its retry unsendable): the job ran its second attempt "
+        f"{took:.1f} s after Redis came back (lost-message scan: {lost_after} s + every {scan} s), one email"
     )

@@ -19,6 +19,7 @@ FAIL_KEY = "test:email-failures"
 DELAY_KEY = "test:email-delay-once"
 EVERY_DELAY_KEY = "test:email-delay-every"
 KILL_KEY = "test:email-kills-worker"
+KILL_BROKER_KEY = "test:email-kills-broker"
 # The ledger may live in another Redis than the broker's, so that a test can kill the
 # broker's Redis without losing its count of what was sent.
 LEDGER_URL_ENV = "BUZZER_TEST_LEDGER_URL"
@@ -35,6 +36,14 @@ class RedisLedgerBackend(BaseEmailBackend):
         if kill and (kill == b"1" or any(kill.decode() in message.to for message in email_messages)):
             r.incr(f"{KILL_KEY}:deaths")  # a poison message: the worker process dies mid-job, every time
             os.kill(os.getpid(), signal.SIGKILL)
+        doomed = r.get(KILL_BROKER_KEY)  # "address|pid": that send kills the broker's Redis, then fails
+        if doomed:
+            address, _, pid = doomed.decode().partition("|")
+            if any(address in message.to for message in email_messages) and r.delete(KILL_BROKER_KEY):
+                os.kill(int(pid), signal.SIGKILL)
+                _wait_until_gone(int(pid))
+                r.set(f"{KILL_BROKER_KEY}:done", time.time())
+                raise smtplib.SMTPServerDisconnected("injected failure, the broker's Redis killed meanwhile")
         started = time.time()
         delay = r.getdel(DELAY_KEY)
         if delay:  # the first send after delay_next() hangs, like a stuck SMTP server
@@ -71,6 +80,31 @@ class RedisLedgerBackend(BaseEmailBackend):
         return answered
 
 
+def _wait_until_gone(pid: int) -> None:
+    """Until the killed process no longer accepts connections (its zombie waits for the
+    test process to reap it)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.01)
+
+
+def kill_broker_on_send_to(address: str, redis_pid: int) -> None:
+    """The next send to `address` SIGKILLs the broker's Redis (process `redis_pid`) and
+    then fails, so that the job's retry meets a Redis that is gone."""
+    client().set(KILL_BROKER_KEY, f"{address}|{redis_pid}")
+
+
+def broker_killed_at() -> float | None:
+    done = client().get(f"{KILL_BROKER_KEY}:done")
+    return float(done) if done else None
+
+
 def sent() -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in client().lrange(SENT_KEY, 0, -1)]
 
@@ -96,7 +130,7 @@ def confirmation_id(order_id: object) -> str:
 def reset() -> None:
     client().delete(
         SENT_KEY, ACCEPTED_KEY, f"{ACCEPTED_KEY}:asked", f"{ACCEPTED_KEY}:found", FAIL_KEY, DELAY_KEY,
-        EVERY_DELAY_KEY, KILL_KEY, f"{KILL_KEY}:deaths",
+        EVERY_DELAY_KEY, KILL_KEY, f"{KILL_KEY}:deaths", KILL_BROKER_KEY, f"{KILL_BROKER_KEY}:done",
     )  # fmt: skip
 
 
