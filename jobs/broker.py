@@ -115,6 +115,19 @@ class BuzzerConsumer(_RedisConsumer):
         if ids:
             logger.warning("Consumer of %s restarted: put back %d fetched messages", self.queue_name, len(ids))
 
+    def requeue(self, messages: Iterable[Any]) -> None:
+        """Dramatiq's requeue, with any Redis error reported as a lost connection, as its
+        fetch does. Dramatiq's consumer thread, closing a consumer after an error (a
+        delayed message that could not be moved to its queue, Redis gone), puts back the
+        delayed messages it holds and expects nothing else: any other error ended the
+        thread, and what it had fetched waited in the live worker's fetched set until the
+        process restarted. Put back or not, they are still in that set: the next consumer
+        puts them back when Redis answers (`_requeue_fetched`)."""
+        try:
+            super().requeue(messages)
+        except redis.RedisError as error:
+            raise ConnectionClosed(error) from None
+
     def ack(self, message: Any) -> None:
         sender = self.broker.ack_sender()
         if sender is None:

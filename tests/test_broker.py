@@ -4,15 +4,19 @@ crash run alone."""
 
 import threading
 import time
+from queue import PriorityQueue
 
 import dramatiq
 import pytest
+from dramatiq.worker import ConsumerThread
 
 from jobs.broker import UNDECODABLE_ACTOR, BuzzerRedisBroker
 from jobs.middleware import Isolation
 from jobs.models import Job
 from tests.support.brokers import redis_broker
 from tests.support.keys import key
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,6 +113,44 @@ def test_acks_leave_the_worker_thread_and_go_out_in_batches_as_dramatiq_sends_th
     consumer.ack(fetched[3])
     consumer.close()  # a closing consumer sends what is waiting
     assert broker.client.smembers(acks) == {fetched[4].options["redis_message_id"].encode()}
+
+
+def test_a_consumer_thread_lives_on_when_redis_is_gone_as_a_delayed_message_falls_due(tmp_path, settings):
+    """A worker's delay-queue consumer holds a retry until its time, then moves it to its
+    queue. With Redis gone at that moment the move fails, and so does, as the thread
+    closes its consumer, the put-back of what it holds: a put-back that raised anything
+    but a lost connection ended the thread, and the retry stayed in the live worker's
+    fetched set (Redis still held it, so the lost-message scan left it alone) until the
+    process restarted. The thread lives on, and once Redis is back the retry reaches its
+    queue and the one not due yet is held again."""
+    settings.BUZZER_BATCHED_ACKS = False
+    server = RedisServer(tmp_path / "redis").start()
+    broker = BuzzerRedisBroker(url=f"{server.url()}?socket_connect_timeout=1&socket_timeout=5", middleware=[])
+    broker.declare_queue("default")
+    # Prefetch 2: holding two retries, the consumer fetches nothing more and only sleeps,
+    # so its first call to Redis after the kill is the move of the first to its queue.
+    thread = ConsumerThread(
+        broker=broker, queue_name="default.DQ", prefetch=2, work_queue=PriorityQueue(), worker_timeout=100
+    )
+    try:
+        broker.enqueue(message(1), delay=3000)
+        broker.enqueue(message(2), delay=600_000)  # still held when the first falls due
+        thread.start()
+        wait_until(lambda: thread.delay_queue.qsize() == 2, timeout=10, what="the retries held by the consumer")
+        time.sleep(1.2)  # on disk (appendfsync everysec) before the kill
+        server.kill()
+        time.sleep(3)  # its time comes while Redis is away
+        assert thread.is_alive()
+        server.restart()
+        wait_until(lambda: broker.client.llen(key("default")) == 1, timeout=20, what="the retry on its queue")
+        assert thread.is_alive()
+        wait_until(lambda: thread.delay_queue.qsize() == 1, timeout=10, what="the later retry held again")
+        assert broker.client.scard(key(f"__acks__.{broker.broker_id}.default.DQ")) == 1
+    finally:
+        thread.stop()
+        thread.join(10)
+        broker.close()
+        server.stop()
 
 
 def test_acks_wait_for_redis_when_it_is_away_and_go_out_when_it_is_back(broker, settings):

@@ -92,6 +92,18 @@ class FaultStack:
         for context in self._schedulers:
             context.__exit__(None, None, None)
 
+    def dead_threads(self) -> list[str]:
+        """The threads that died of an exception in the stack's processes, from their logs
+        (Python prints "Exception in thread …"): a consumer, heartbeat or ack thread that
+        dies leaves its process alive but no longer doing that part of its work."""
+        found = []
+        for log in sorted(self.logs.glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()
+            for number, line in enumerate(lines):
+                if "Exception in thread" in line:
+                    found.append(f"{log.name}:{number + 1}: " + " | ".join(lines[number : number + 40])[-2000:])
+        return found
+
 
 @pytest.fixture
 def stack(
@@ -113,6 +125,8 @@ def stack(
             fault_stack.close()
     server.stop()
     email.reset()
+    dead = fault_stack.dead_threads()
+    assert not dead, "a thread of the stack's processes died:\n" + "\n".join(dead)
 
 
 @pytest.fixture
