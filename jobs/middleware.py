@@ -188,6 +188,13 @@ class JobTracking(Middleware):
                 continue
 
             def on_stop(number: int, frame: Any, previous: Any = previous) -> None:
+                if number == signal.SIGHUP and self._stopping.is_set():
+                    # A reload's watcher sends a SIGHUP per file event, and one save is often
+                    # two: Dramatiq takes a second signal for "kill now", and its sys.exit
+                    # from the handler, amid the graceful stop, could leave the process
+                    # neither stopped nor restarted. A SIGTERM again still kills.
+                    logger.info("Signal %d again: this worker process is already stopping", number)
+                    return
                 self._stopping.set()
                 logger.warning(
                     "Signal %d: no job starts in this worker process from now on (at %.6f)", number, time.time()

@@ -2,6 +2,8 @@
 a restarted consumer puts back what its worker had fetched, and jobs taken over after a
 crash run alone."""
 
+import os
+import signal
 import threading
 import time
 from queue import PriorityQueue
@@ -11,7 +13,7 @@ import pytest
 from dramatiq.worker import ConsumerThread
 
 from jobs.broker import UNDECODABLE_ACTOR, BuzzerRedisBroker
-from jobs.middleware import Isolation
+from jobs.middleware import Isolation, JobTracking
 from jobs.models import Job
 from tests.support.brokers import redis_broker
 from tests.support.keys import key
@@ -241,3 +243,31 @@ def test_a_signal_that_comes_while_a_thread_waits_for_its_claim_hands_the_job_ba
         tracking._writer.close()
         if tracking._heartbeat is not None:
             tracking._heartbeat.stop()
+
+
+def test_a_second_sighup_while_stopping_is_not_taken_for_kill_now():
+    """A reload's watcher sends a SIGHUP per file event, and one save is often two.
+    Dramatiq's worker process takes a second signal for "kill now" (sys.exit from its
+    handler, amid the graceful stop); the tracking's handler passes on the first SIGHUP
+    only. A second SIGTERM still reaches Dramatiq (an operator's "kill now")."""
+    seen: list[int] = []
+
+    def dramatiq_handler(number, frame):
+        seen.append(number)
+
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        for signum in saved:
+            signal.signal(signum, dramatiq_handler)
+        tracking = JobTracking()
+        tracking._watch_for_stop()
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGHUP)
+        assert tracking._stopping.is_set()
+        assert seen == [signal.SIGHUP]
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert seen == [signal.SIGHUP, signal.SIGTERM, signal.SIGTERM]
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)

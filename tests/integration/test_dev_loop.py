@@ -125,13 +125,17 @@ def test_code_changes_reload_web_and_workers_and_ctrl_c_leaves_nothing(project: 
         timeout=120,
         what="runserver to reload the changed code",
     )
-    wait_until(
-        lambda: log.read_text().count("is booting up") >= 2 * WORKER_PROCESSES,
-        timeout=120,
-        what="the workers of every group to restart",
-    )
+    try:
+        wait_until(
+            lambda: log.read_text().count("is booting up") >= 2 * WORKER_PROCESSES,
+            timeout=120,
+            what="the workers of every group to restart",
+        )
+    except AssertionError as timed_out:  # what the processes said, for the one who reads the failure
+        raise AssertionError(f"{timed_out}; honcho's log:\n{log.read_text()[-20_000:]}") from None
     output = log.read_text()
     assert "exited unexpectedly" not in output, output
+    assert "Killing worker process" not in output, output  # one save, two file events: still a graceful restart
     assert "web stopped" not in output and "worker stopped" not in output, output
 
     processes = [process.pid, *descendants(process.pid)]
