@@ -118,7 +118,7 @@ def endpoint_slot(endpoint_id: object, *, failing: bool = False, waiter: str = "
     )
     if int(oldest_ms) >= 0:
         delay_ms = _wait_ms(failing, int(oldest_ms), int(waiting), limit, turn_ms=int(turn_ms))
-        if failing or int(oldest_ms) > QUICK_TURN_MS or int(turn_ms) > QUICK_TURN_MS:  # a slow line: join it
+        if _slow_line(failing, int(oldest_ms), int(turn_ms)):  # its turn comes in the endpoint's line
             client.register_script(_JOIN)(keys=[line], args=[waiter, delay_ms + LINE_GRACE_MS])
         raise EffectInProgress(
             f"endpoint {endpoint_id} has {limit} deliveries in flight and {waiting} more waiting", delay_ms=delay_ms
@@ -134,6 +134,13 @@ def endpoint_slot(endpoint_id: object, *, failing: bool = False, waiter: str = "
             logger.warning("Could not free a delivery slot of endpoint %s", endpoint_id, exc_info=True)
 
 
+def _slow_line(failing: bool, oldest_ms: int, turn_ms: int) -> bool:
+    """Do the deliveries that find no free slot wait in the endpoint's line? Yes behind a
+    failing endpoint, and behind one whose oldest request or recent turns took over
+    QUICK_TURN_MS (a hanging receiver, also once resumed: its fresh holders hang too)."""
+    return failing or oldest_ms > QUICK_TURN_MS or turn_ms > QUICK_TURN_MS
+
+
 def _wait_ms(failing: bool, oldest_ms: int, waiting: int = 0, limit: int = 1, *, turn_ms: int = -1) -> int:
     """How long a delivery that found no free slot waits. Behind a busy, fast endpoint: a
     moment. Behind a slow one (its oldest request over a second old, or its recent turns
@@ -146,9 +153,8 @@ def _wait_ms(failing: bool, oldest_ms: int, waiting: int = 0, limit: int = 1, *,
     has turns of a timeout). Spread over half to one and a half
     of that, so that the line wakes about as often as a slot frees."""
     timeout_ms = settings.BUZZER_WEBHOOK_TIMEOUT_SECONDS * 1000
-    # A busy endpoint whose slots were just taken frees one in a moment, unless its
-    # recent turns were slow (a hanging receiver resumed: the fresh holders hang too).
-    if not failing and oldest_ms <= QUICK_TURN_MS and turn_ms <= QUICK_TURN_MS:
+    # A busy endpoint whose slots were just taken frees one in a moment.
+    if not _slow_line(failing, oldest_ms, turn_ms):
         return int(random.uniform(200, 1000))  # noqa: S311 - spreading wake-ups, not a secret
     # A quick turn is one of an endpoint that fails fast (its recent turns and the
     # delivery in flight all under QUICK_TURN_MS); any slower, a turn is a timeout.

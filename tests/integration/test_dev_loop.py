@@ -22,7 +22,7 @@ from django.conf import settings
 
 from tests.support.http import request
 from tests.support.waiting import wait_until
-from tests.support.workers import ROOT, descendants, worker_env
+from tests.support.workers import ROOT, alive, descendants, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -38,15 +38,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(") ")[1].split()[0] != "Z"
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from tests.support.figures import record
 from tests.support.http import request
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.waiting import wait_until
-from tests.support.workers import ROOT, descendants, worker_env
+from tests.support.workers import ROOT, alive, descendants, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.serial, pytest.mark.django_db(transaction=True)]
 
@@ -273,12 +273,3 @@ def test_the_production_processes_take_an_order_over_http_and_stop_cleanly_on_si
         f"({len(pids)} processes), orders done, clean stop in {stop_seconds:.1f} s, "
         f"whole test {time.monotonic() - began:.1f} s"
     )
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(") ")[1].split()[0] != "Z"

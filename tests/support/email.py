@@ -83,14 +83,10 @@ class RedisLedgerBackend(BaseEmailBackend):
 def _wait_until_gone(pid: int) -> None:
     """Until the killed process no longer accepts connections (its zombie waits for the
     test process to reap it)."""
+    from tests.support.workers import alive
+
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return
-        except FileNotFoundError:
-            return
+    while time.monotonic() < deadline and alive(pid):
         time.sleep(0.01)
 
 
