@@ -352,6 +352,10 @@ BUZZER_WORKER_POLL_MS = env.int("BUZZER_WORKER_POLL_MS", default=250)
 # A worker process sends its acknowledgements from a thread of its own, many per round
 # trip, instead of one round trip per message in the worker thread (jobs/broker.py).
 BUZZER_BATCHED_ACKS = env.bool("BUZZER_BATCHED_ACKS", default=True)
+# A worker process claims the jobs of a fetched batch in one round trip as it fetches
+# them, instead of each worker thread waiting for its job's claim at its start
+# (jobs/claims.py, jobs/broker.py). Off: claims at start, one round trip per few jobs.
+BUZZER_CLAIM_AT_FETCH = env.bool("BUZZER_CLAIM_AT_FETCH", default=True)
 # Wake-up: every send also pushes a nudge (same round trip) that idle workers wait on
 # with a blocking call between polls, so a job sent to an idle worker starts within a
 # few milliseconds instead of up to a poll interval later (jobs/broker.py;

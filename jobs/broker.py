@@ -54,6 +54,7 @@ from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
 from jobs import redis_client
+from jobs.claims import job_key, start_gate
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,13 @@ class BuzzerConsumer(_RedisConsumer):
         made[queue_name] = made.get(queue_name, 0) + 1
         self._pause_checked = -PAUSE_CHECK
         self._paused = False
+        # Claims taken at fetch for messages not yet handed to a worker thread, by message
+        # id (kept on the broker: a consumer that restarts after a lost connection leaves
+        # them to the next one, which releases them before it puts anything back).
+        self._claim_at_fetch = broker.claims_at_fetch() and ".DQ" not in queue_name
+        self._held: dict[str, tuple[str, int, str]] = broker.held_at_fetch.setdefault(queue_name, {})
+        self._outcomes: dict[str, bool | str] = {}
+        self._claims_store: Any = None
         self._wake_key = wake_key(broker.namespace, queue_name) if broker.wakeup and ".DQ" not in queue_name else ""
         # A blocking call must end before the client's read timeout would cut it off.
         socket_timeout = broker.client.connection_pool.connection_kwargs.get("socket_timeout")
@@ -107,6 +115,7 @@ class BuzzerConsumer(_RedisConsumer):
     def _requeue_fetched(self) -> None:
         acks = f"{self.broker.namespace}:__acks__.{self.broker.broker_id}.{self.queue_name}"
         try:
+            self._release_held()  # else this worker's claims would skip them when fetched again
             ids = [i.decode() for i in self.broker.client.smembers(acks)]
             for start in range(0, len(ids), REQUEUE_CHUNK):
                 self.broker.do_requeue(self.queue_name, *ids[start : start + REQUEUE_CHUNK])
@@ -123,7 +132,9 @@ class BuzzerConsumer(_RedisConsumer):
         thread, and what it had fetched waited in the live worker's fetched set until the
         process restarted. Put back or not, they are still in that set: the next consumer
         puts them back when Redis answers (`_requeue_fetched`)."""
+        messages = list(messages)
         try:
+            self._release_claims([m._buzzer_claimed for m in messages if getattr(m, "_buzzer_claimed", None)])
             super().requeue(messages)
         except redis.RedisError as error:
             raise ConnectionClosed(error) from None
@@ -142,7 +153,73 @@ class BuzzerConsumer(_RedisConsumer):
         sender = self.broker.ack_sender(create=False)
         if sender is not None:
             sender.flush()  # the worker threads have stopped: what they acked goes now
+        try:
+            self._release_held()
+        except redis.RedisError as error:  # the next consumer (if any) releases them
+            logger.info("Could not release the claims of %d fetched messages yet: %s", len(self._held), error)
         super().close()
+
+    def _claim_fetched(self, payloads: list[bytes]) -> None:
+        """Claim every message of a fetched batch in one round trip (`jobs.claims`), so that
+        a worker thread starts its job without waiting for Redis. A message that does not
+        decode, or carries no job id, is left to the worker thread as before."""
+        worker = self.broker.broker_id
+        requests: list[tuple[str, int, str]] = []
+        ids: list[str] = []
+        for data in payloads:
+            try:
+                message = Message.decode(data)
+                uuid.UUID(message.message_id)
+            except (DecodeError, ValueError):
+                continue
+            options = message.options
+            requests.append(
+                (
+                    job_key(message.message_id, options.get("buzzer_generation", 0)),
+                    options.get("retries", 0) + 1,
+                    worker,
+                )
+            )
+            ids.append(message.message_id)
+        if not requests:
+            return
+        outcomes = self._claims().claim_all(requests)
+        held = []
+        for message_id, request, outcome in zip(ids, requests, outcomes, strict=True):
+            self._outcomes[message_id] = outcome
+            if outcome is True:
+                self._held[message_id] = request
+                held.append(request[0])
+        start_gate(self.broker).hold(held)
+
+    def _handed_over(self, proxy: MessageProxy) -> MessageProxy:
+        """The claim taken at fetch goes with the message to its worker thread."""
+        outcome = self._outcomes.pop(proxy.message_id, None)
+        if outcome is not None:
+            proxy._buzzer_claim_outcome = outcome
+            claimed = self._held.pop(proxy.message_id, None)
+            if claimed is not None:
+                proxy._buzzer_claimed = claimed
+        return proxy
+
+    def _release_held(self) -> None:
+        """Release the claims of fetched messages that no worker thread got."""
+        if self._held:
+            self._release_claims(list(self._held.values()))
+            self._held.clear()
+        self._outcomes.clear()
+
+    def _release_claims(self, claims: list[tuple[str, int, str]]) -> None:
+        if claims:
+            self._claims().release_many(claims)
+            start_gate(self.broker).let_go([claim[0] for claim in claims])
+
+    def _claims(self) -> Any:
+        if self._claims_store is None:
+            from jobs.claims import claims_for
+
+            self._claims_store = claims_for(self.broker)
+        return self._claims_store
 
     def _is_paused(self) -> bool:
         """Whether an operator paused this queue (jobs.queues), read at most every
@@ -186,13 +263,15 @@ class BuzzerConsumer(_RedisConsumer):
                     self.misses = 0
                     message = Message.decode(data)
                     self.queued_message_ids.add(message.message_id)
-                    return MessageProxy(message)
+                    return self._handed_over(MessageProxy(message)) if self._outcomes else MessageProxy(message)
                 except IndexError:
                     messages = []
                     if self.outstanding_message_count < self.prefetch:
                         self.message_cache = messages = self.broker.do_fetch(
                             self.queue_name, self.prefetch - self.outstanding_message_count
                         )
+                        if messages and self._claim_at_fetch:
+                            self._claim_fetched(messages)
                     if not messages:
                         self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
                         self._wait_for_work(backoff_ms)
@@ -251,6 +330,16 @@ class BuzzerRedisBroker(RedisBroker):
 
         self._acks: AckSender | None = None
         self._acks_lock = threading.Lock()
+        self.claim_at_fetch: bool = settings.BUZZER_CLAIM_AT_FETCH
+        self.held_at_fetch: dict[str, dict[str, tuple[str, int, str]]] = {}
+
+    def claims_at_fetch(self) -> bool:
+        """Whether this process's consumers claim jobs as they fetch them: with the
+        setting on, in a process that tracks jobs (its JobTracking middleware claims
+        them otherwise, at their start)."""
+        from jobs.middleware import JobTracking
+
+        return self.claim_at_fetch and any(isinstance(m, JobTracking) for m in self.middleware)
 
     @property
     def consumer_class(self) -> type[_RedisConsumer]:

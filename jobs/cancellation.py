@@ -7,8 +7,11 @@
   its message is already in Redis or a worker has fetched it: the cancel first marks
   the job in Redis, and the claim that every delivery must win before it runs
   (`jobs.claims`) refuses a marked job. Mark and claim meet in one Redis script each,
-  so either the delivery claimed first (the cancel sees the claim: the job is running)
-  or the cancel marked first (the delivery is refused and records the job `cancelled`).
+  so either the delivery claimed first (the cancel sees the claim) or the cancel marked
+  first (the delivery is refused and records the job `cancelled`). A worker process
+  claims the jobs it fetches as it fetches them, so a claim may belong to a job still
+  waiting in that process: the cancel asks it, and its start gate answers for sure
+  whether the job had started (then it is running) or now never will.
 - A `running` job is asked to stop: its actor calls `jobs.checkpoint()` (or checks
   `jobs.cancel_requested()`) between steps, which raises `jobs.Cancelled`; the job then
   ends `cancelled` and its `on_cancel` hooks run on a worker. An actor with no
@@ -58,12 +61,15 @@ def cancel(job_or_id: Any, *, by: Any = None, reason: str = "") -> str | None:
         if job is None or job.status not in Job.CANCELLABLE:
             return None
         generation = job.options.get("buzzer_generation", 0)
+        key = job_key(str(job.pk), generation)
+        claims = claims_for(dramatiq.get_broker())
         try:
-            _, claim = claims_for(dramatiq.get_broker()).mark_cancelled(job_key(str(job.pk), generation))
+            _, claim = claims.mark_cancelled(key)
         except Exception as exc:
             raise CancelUnavailable(f"Redis did not answer ({exc}); nothing was cancelled.") from exc
+        running = _running_now(job, claim, claims, key)
         with transaction.atomic():
-            if _running_now(job, claim):
+            if running:
                 options = {**job.options, "buzzer_cancel_requested": True}
                 if job.options.get("buzzer_cancel_requested"):
                     return REQUESTED  # asked before: one audit row
@@ -94,17 +100,23 @@ def cancel_many(job_ids: Any, *, by: Any = None, reason: str = "") -> dict[str, 
     return counts
 
 
-def _running_now(job: Job, claim: str | None) -> bool:
+def _running_now(job: Job, claim: str | None, claims: Any, key: str) -> bool:
     """Is a delivery of this job running at this moment? The claim says which attempt
-    was last taken and by whom; the row may lag it by a batch of the worker's writer."""
+    was last taken and by whom; the row may lag it by a batch of the worker's writer.
+    A worker process that claims jobs as it fetches them may hold one that has not
+    started yet: it is asked, and answers for sure (see `jobs.claims.StartGate`)."""
     if not claim:
         return False
     number, _, holder = claim.partition("|")
     if holder == "free":
         return False  # waiting to run again as the same attempt
     attempt = int(number)
-    if attempt > job.attempts:
-        return True  # started; its row does not say so yet
+    if attempt > job.attempts:  # started, its row not saying so yet; or fetched, not started
+        try:
+            return not claims.ask_holder(key, holder)
+        except Exception:  # Redis away: the mark is set; say only what is sure
+            logger.warning("Could not ask worker %s about job %s", holder, job.pk, exc_info=True)
+            return True
     return attempt == job.attempts and job.status == Job.Status.RUNNING
 
 

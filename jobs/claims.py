@@ -23,6 +23,8 @@ import os
 import socket
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from typing import Any, Protocol
 
 from redis.exceptions import NoScriptError
@@ -96,6 +98,9 @@ local new = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1])
 return {new and 1 or 0, redis.call('GET', KEYS[1]) or ''}
 """
 CANCELLED = "cancelled"
+# How long a cancel waits for the answer of a worker process that holds the job fetched.
+ASK_SECONDS = 2
+ASK_KEY_TTL_SECONDS = 60
 # A cancelled job's mark outlives any message of it that Redis may still deliver.
 CANCEL_TTL_SECONDS = 7 * 86_400
 
@@ -108,6 +113,10 @@ class Claims(Protocol):
     def clear_crashes(self, job_key: str) -> None: ...
 
     def release(self, job_key: str, attempt: int, worker: str) -> bool: ...
+
+    def release_many(self, claims: list[tuple[str, int, str]]) -> None: ...
+
+    def ask_holder(self, job_key: str, holder: str) -> bool: ...
 
     def mark_cancelled(self, job_key: str) -> tuple[bool, str | None]: ...
 
@@ -143,6 +152,7 @@ class RedisClaims:
         self.prefix = f"{broker.namespace}:buzzer:claim:"
         self.crash_prefix = f"{broker.namespace}:buzzer:crashes:"
         self.cancel_prefix = f"{broker.namespace}:buzzer:cancel:"
+        self.asks_prefix = f"{broker.namespace}:buzzer:cancel-asks:"
         self.ttl = ttl_seconds
         self._claim = self.client.register_script(_CLAIM_SCRIPT)
         self._take_over = self.client.register_script(_TAKEOVER_SCRIPT)
@@ -231,6 +241,33 @@ class RedisClaims:
             self._release(keys=[self.prefix + job_key], args=[f"{attempt}|{worker}", f"{attempt}|free", self.ttl])
         )
 
+    def release_many(self, claims: list[tuple[str, int, str]]) -> None:
+        """Release several claims (each as `release` would) in one round trip."""
+        if not claims:
+            return
+        with self.client.pipeline(transaction=False) as pipe:
+            for key, attempt, worker in claims:
+                self._release(
+                    keys=[self.prefix + key], args=[f"{attempt}|{worker}", f"{attempt}|free", self.ttl], client=pipe
+                )
+            pipe.execute()
+
+    def ask_holder(self, job_key: str, holder: str) -> bool:
+        """Ask the worker process that claimed this job when it fetched it whether the job
+        has started there. True: it had not, and now never will (`StartGate`); False: it
+        has started, or the worker did not answer (dead, or too busy) within ASK_SECONDS."""
+        beat = self.client.zscore(self.heartbeats, holder)
+        if beat is None or time.time() * 1000 - beat >= self.dead_after_ms:
+            return False  # no answer will come; a redelivery meets the cancel mark
+        reply = f"{self.asks_prefix}reply:{uuid.uuid4().hex}"
+        asks = self.asks_prefix + holder
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.rpush(asks, f"{job_key}|{reply}")
+            pipe.expire(asks, ASK_KEY_TTL_SECONDS)
+            pipe.execute()
+        answer = self.client.blpop([reply], timeout=ASK_SECONDS)
+        return answer is not None and answer[1] == b"dropped"
+
     def mark_cancelled(self, job_key: str) -> tuple[bool, str | None]:
         """Cancel the job in Redis: no delivery claims it from now on. Returns whether
         this call set the mark and the claim as it was ("attempt|worker", or None)."""
@@ -280,6 +317,13 @@ class MemoryClaims:
                 return False
             self._held[job_key] = (attempt - 1, "free")
             return True
+
+    def release_many(self, claims: list[tuple[str, int, str]]) -> None:
+        for claim in claims:
+            self.release(*claim)
+
+    def ask_holder(self, job_key: str, holder: str) -> bool:
+        return False  # the stub broker claims at start, never at fetch
 
     def mark_cancelled(self, job_key: str) -> tuple[bool, str | None]:
         with self._lock:
@@ -366,6 +410,103 @@ class Heartbeat:
             except Exception as exc:  # noqa: BLE001 - Redis away: the next beat tries again
                 logger.debug("Heartbeat failed: %s", exc)
             self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class StartGate:
+    """The jobs that this worker process claimed when it fetched them and has not started
+    yet, and those a cancel dropped before they did. A worker thread passes the gate
+    before it runs such a job; the cancel listener asks it on a canceller's behalf. One
+    lock decides which of the two came first, so the canceller's answer is the truth:
+    "dropped" means the job never starts here; otherwise it has started here, or this
+    process no longer holds it (put back: its next delivery meets the cancel mark).
+
+    Memory stays small: waiting keys number at most what the process has fetched, and
+    the dropped ones (cancels only) keep the newest REMEMBERED."""
+
+    REMEMBERED = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: set[str] = set()
+        self._dropped: OrderedDict[str, None] = OrderedDict()
+
+    def hold(self, job_keys: list[str]) -> None:
+        """Claimed at fetch: they wait here for a worker thread."""
+        with self._lock:
+            self._waiting.update(job_keys)
+
+    def let_go(self, job_keys: list[str]) -> None:
+        """Put back unstarted, their claims released."""
+        with self._lock:
+            self._waiting.difference_update(job_keys)
+
+    def start(self, job_key: str) -> bool:
+        """Before the job runs: False when a cancel dropped it."""
+        with self._lock:
+            if job_key in self._dropped:
+                return False
+            self._waiting.discard(job_key)
+            return True
+
+    def drop(self, job_key: str) -> bool:
+        """For a cancel: True when the job was waiting here (and now never starts here)."""
+        with self._lock:
+            if job_key in self._dropped:
+                return True
+            if job_key not in self._waiting:
+                return False
+            self._waiting.discard(job_key)
+            self._dropped[job_key] = None
+            if len(self._dropped) > self.REMEMBERED:
+                self._dropped.popitem(last=False)
+            return True
+
+
+def start_gate(broker: Any) -> StartGate:
+    """The worker process's gate (one per broker, made on first use)."""
+    gate = getattr(broker, "_buzzer_start_gate", None)
+    if gate is None:
+        with _unreleased_lock:
+            gate = getattr(broker, "_buzzer_start_gate", None)
+            if gate is None:
+                gate = broker._buzzer_start_gate = StartGate()
+    return gate
+
+
+class CancelListener:
+    """Answers cancels of jobs that this worker process claimed when it fetched them
+    (`jobs.cancellation`): reads the asks on its own list, lets the start gate decide,
+    and replies on the list each ask names ("dropped" or "started")."""
+
+    def __init__(self, broker: Any, gate: StartGate) -> None:
+        self.broker = broker
+        self.gate = gate
+        self.asks = f"{broker.namespace}:buzzer:cancel-asks:{broker.broker_id}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="buzzer-cancels", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        client = self.broker.client
+        socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        block = max(0.1, min(1.0, socket_timeout - 0.5)) if socket_timeout else 1.0
+        while not self._stop.is_set():
+            try:
+                item = client.blpop([self.asks], timeout=block)
+                if item is None:
+                    continue
+                job_key, _, reply = item[1].decode().rpartition("|")
+                answer = "dropped" if self.gate.drop(job_key) else "started"
+                with client.pipeline(transaction=False) as pipe:
+                    pipe.rpush(reply, answer)
+                    pipe.expire(reply, ASK_KEY_TTL_SECONDS)
+                    pipe.execute()
+            except Exception as exc:  # noqa: BLE001 - Redis away: the canceller times out meanwhile
+                logger.debug("Cancel listener: %s", exc)
+                self._stop.wait(1.0)
 
     def stop(self) -> None:
         self._stop.set()

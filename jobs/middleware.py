@@ -21,7 +21,7 @@ from dramatiq.middleware import Retries as DramatiqRetries
 from dramatiq.middleware import TimeLimit as DramatiqTimeLimit
 
 from config import logging as buzzer_logging
-from jobs.claims import CANCELLED, job_key
+from jobs.claims import CANCELLED, job_key, start_gate
 from jobs.effects import set_current_job
 from jobs.waits import take_next_run
 from jobs.writer import Finished, Started
@@ -154,6 +154,7 @@ class JobTracking(Middleware):
         self._writer: Any = None
         self._claims: Any = None
         self._heartbeat: Any = None
+        self._listener: Any = None
         self._lock = threading.Lock()
         self._isolation = Isolation()
         self._stopping = threading.Event()
@@ -162,13 +163,15 @@ class JobTracking(Middleware):
         if self._writer is None:
             with self._lock:
                 if self._writer is None:
-                    from jobs.claims import Heartbeat, claims_for
+                    from jobs.claims import CancelListener, Heartbeat, claims_for
                     from jobs.stats import recorder_for
                     from jobs.writer import JobWriter
 
                     self._claims = claims_for(broker)
                     if getattr(broker, "client", None) is not None:
                         self._heartbeat = Heartbeat(broker, settings.BUZZER_HEARTBEAT_SECONDS)
+                        if getattr(broker, "claim_at_fetch", False):
+                            self._listener = CancelListener(broker, start_gate(broker))
                     self._writer = JobWriter(on_written=recorder_for(broker))
         return self._writer, self._claims
 
@@ -205,11 +208,15 @@ class JobTracking(Middleware):
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         options = message.options
+        claimed = getattr(message, "_buzzer_claimed", None)  # claimed when its consumer fetched it
         if self._stopping.is_set() and "redis_message_id" in options and hasattr(broker, "client"):
             # Stopping: hand it back to its queue for another worker (the ack that follows
             # the skip then finds it no longer fetched here and leaves it queued).
-            broker.do_requeue(message.queue_name, options["redis_message_id"])
-            raise SkipMessage("the worker is stopping: handed back to the queue")
+            if claimed is not None:
+                self._hand_back(broker, message, self._tools(broker)[1], claimed)
+            else:
+                broker.do_requeue(message.queue_name, options["redis_message_id"])
+                raise SkipMessage("the worker is stopping: handed back to the queue")
         try:
             job_id = uuid.UUID(message.message_id)
         except ValueError:
@@ -221,7 +228,11 @@ class JobTracking(Middleware):
         generation = options.get("buzzer_generation", 0)
         job_text = str(job_id)
         key = job_key(job_text, generation)
-        outcome = claims.claim(key, attempt, worker)
+        outcome = getattr(message, "_buzzer_claim_outcome", None)
+        if outcome is None:
+            outcome = claims.claim(key, attempt, worker)
+        elif claimed is not None and not start_gate(broker).start(key):
+            outcome = CANCELLED  # a cancel reached this process before the job started
         if outcome == CANCELLED:
             logger.info("Job %s was cancelled: this delivery is skipped", job_id)
             writer.finished(
@@ -299,6 +310,7 @@ class JobTracking(Middleware):
             return
         if not released:  # another delivery holds it now: that one runs it
             raise SkipMessage(f"job {claim[0]} is no longer claimed here")
+        start_gate(broker).let_go([claim[0]])
         broker.do_requeue(message.queue_name, message.options["redis_message_id"])
         raise SkipMessage("the worker is stopping: handed back to the queue")
 
@@ -441,8 +453,11 @@ class JobTracking(Middleware):
         with self._lock:
             writer, self._writer = self._writer, None
             heartbeat, self._heartbeat = self._heartbeat, None
+            listener, self._listener = self._listener, None
         if heartbeat is not None:
             heartbeat.stop()
+        if listener is not None:
+            listener.stop()
         if writer is not None:
             writer.close()
 

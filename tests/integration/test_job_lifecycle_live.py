@@ -82,6 +82,9 @@ def test_a_job_a_worker_already_fetched_never_runs_once_cancelled(products, work
     second = email_job(products)  # ...while the worker prefetches this one
     wait_until(lambda: fetched_by_a_worker(second), timeout=10, what="the worker to fetch the second job")
     assert status_of(second) == "enqueued"
+    # The worker claimed it as it fetched it: only its answer can say it has not started.
+    claim = redis.Redis.from_url(django_settings.REDIS_URL).get(key(f"buzzer:claim:{second.pk}:0"))
+    assert claim is not None and claim.startswith(b"1|"), claim
 
     client, token = console(operator)
     response = client.post(f"/admin/jobs/job/{second.pk}/cancel/", {"csrfmiddlewaretoken": token})
