@@ -1,8 +1,13 @@
 """Claims: which delivery of a job may run it.
 
 A worker claims a job in Redis before running it, in one script call that also refuses
-a job marked cancelled (`jobs.cancellation`); the claims that a process's worker threads
-ask for at the same moment share that call (`RedisClaims.claim`). The claim holds the
+a job marked cancelled (`jobs.cancellation`). A worker process claims the jobs of each
+batch it fetches in one call, in the consumer thread (`BuzzerConsumer._claim_fetched`),
+so that its worker threads start without a round trip; with BUZZER_CLAIM_AT_FETCH off,
+each worker thread claims its job at its start, the claims that the threads ask for at
+the same moment sharing a call (`RedisClaims.claim`). A claim taken at fetch means
+"held by this process", not "running": a cancel asks the process (`CancelListener`),
+whose `StartGate` answers for sure whether the job started. The claim holds the
 attempt number and the worker (Dramatiq broker id). A later delivery of the same attempt — the outbox sweep and the
 after-commit send racing, or a message redelivered while its first worker still lives —
 is skipped; a retry (a higher attempt) runs; a redelivery after its worker died runs

@@ -431,6 +431,9 @@ class JobTracking(Middleware):
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._isolation.release()
+        claimed = getattr(message, "_buzzer_claimed", None)
+        if claimed is not None:  # skipped before it passed the start gate (an age limit): not waiting any more
+            start_gate(broker).let_go([claimed[0]])
         if message.failed and not getattr(message, "_buzzer_recorded", False):
             # An earlier middleware gave up on it and skipped it (Dramatiq's AgeLimit runs
             # before this one): Dramatiq dead-letters it, so must the row.
