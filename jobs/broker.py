@@ -38,6 +38,7 @@ before.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -105,6 +106,7 @@ class BuzzerConsumer(_RedisConsumer):
         # them to the next one, which releases them before it puts anything back).
         self._claim_at_fetch = broker.claims_at_fetch() and ".DQ" not in queue_name
         self._held: dict[str, tuple[str, int, str]] = broker.held_at_fetch.setdefault(queue_name, {})
+        self._record = f"{broker.broker_id}:{queue_name}"  # where Redis records this queue's claim calls
         self._outcomes: dict[str, bool | str] = {}
         self._claims_store: Any = None
         self._wake_key = wake_key(broker.namespace, queue_name) if broker.wakeup and ".DQ" not in queue_name else ""
@@ -183,7 +185,13 @@ class BuzzerConsumer(_RedisConsumer):
             ids.append(message.message_id)
         if not requests:
             return
-        outcomes = self._claims().claim_all(requests)
+        # Should the reply be lost, the next consumer settles the call before it puts these
+        # messages back (`_release_held`): otherwise the claims it took, this worker's,
+        # would have every later delivery of these jobs skipped for as long as it lives.
+        call = f"{next(self.broker.claim_calls)}"
+        self.broker.unsettled_at_fetch[self.queue_name] = (call, requests)
+        outcomes = self._claims().claim_all(requests, record=(self._record, call))
+        del self.broker.unsettled_at_fetch[self.queue_name]
         held = []
         for message_id, request, outcome in zip(ids, requests, outcomes, strict=True):
             self._outcomes[message_id] = outcome
@@ -203,7 +211,16 @@ class BuzzerConsumer(_RedisConsumer):
         return proxy
 
     def _release_held(self) -> None:
-        """Release the claims of fetched messages that no worker thread got."""
+        """Release the claims of fetched messages that no worker thread got, and those a
+        claim call took whose reply never came."""
+        unsettled = self.broker.unsettled_at_fetch.get(self.queue_name)
+        if unsettled is not None:
+            call, requests = unsettled
+            taken = self._claims().settle(self._record, call)
+            if taken:
+                logger.warning("Released %d claims on %s whose call's reply was lost", len(taken), self.queue_name)
+            self._release_claims([requests[i] for i in taken])
+            del self.broker.unsettled_at_fetch[self.queue_name]
         if self._held:
             self._release_claims(list(self._held.values()))
             self._held.clear()
@@ -332,6 +349,9 @@ class BuzzerRedisBroker(RedisBroker):
         self._acks_lock = threading.Lock()
         self.claim_at_fetch: bool = settings.BUZZER_CLAIM_AT_FETCH
         self.held_at_fetch: dict[str, dict[str, tuple[str, int, str]]] = {}
+        # A claim call at fetch whose reply has not come (yet), per queue: its id and requests.
+        self.unsettled_at_fetch: dict[str, tuple[str, list[tuple[str, int, str]]]] = {}
+        self.claim_calls = itertools.count(1)
 
     def claims_at_fetch(self) -> bool:
         """Whether this process's consumers claim jobs as they fetch them: with the

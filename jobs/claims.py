@@ -38,18 +38,26 @@ from jobs.effects import COMPARE_AND_SET_SCRIPT, free_left_behind
 
 logger = logging.getLogger(__name__)
 
-# KEYS: heartbeats sorted set, then per claim its claim key and its cancel mark. ARGV:
-# now ms, dead-after ms, ttl s, then per claim its attempt and worker. Returns per claim
-# 1 when claimed, 0 when another delivery holds this attempt, "cancelled" when the job
-# was cancelled, or the holder's id prefixed with "dead:" when it holds the same attempt
-# but sends no more heartbeats. Each claim is decided atomically, as if alone: several
-# ride in one call only to share a round trip (see RedisClaims.claim).
+# KEYS: heartbeats sorted set, the call's record and fence (see below), then per claim
+# its claim key and its cancel mark. ARGV: now ms, dead-after ms, ttl s, the record's ttl
+# s (0: no record; its two keys are then not used), the call's id, then per claim its
+# attempt and worker. Returns per claim 1 when claimed, 0 when another delivery holds
+# this attempt, "cancelled" when the job was cancelled, or the holder's id prefixed with
+# "dead:" when it holds the same attempt but sends no more heartbeats. Each claim is
+# decided atomically, as if alone: several ride in one call only to share a round trip
+# (see RedisClaims.claim).
+#
+# The record makes a call whose reply was lost answerable (`RedisClaims.settle`): it
+# holds the call's id and which of its claims it took, and a call finds its fence set
+# when the settling came first, and then takes nothing.
 _CLAIM_SCRIPT = """
 local now, dead_after, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local results = {}
-for i = 1, (#ARGV - 3) / 2 do
-  local key, mark = KEYS[2 * i], KEYS[2 * i + 1]
-  local attempt_text, worker = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+local record_ttl, call = tonumber(ARGV[4]), ARGV[5]
+if record_ttl > 0 and redis.call('EXISTS', KEYS[3]) == 1 then return 'fenced' end
+local results, taken = {}, {}
+for i = 1, (#ARGV - 5) / 2 do
+  local key, mark = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local attempt_text, worker = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
   local attempt = tonumber(attempt_text)
   local result = 1
   if redis.call('EXISTS', mark) == 1 then
@@ -71,11 +79,25 @@ for i = 1, (#ARGV - 3) / 2 do
         end
       end
     end
-    if result == 1 then redis.call('SET', key, attempt_text .. '|' .. worker, 'EX', ttl) end
+    if result == 1 then
+      redis.call('SET', key, attempt_text .. '|' .. worker, 'EX', ttl)
+      taken[#taken + 1] = i
+    end
   end
   results[i] = result
 end
+if record_ttl > 0 then redis.call('SET', KEYS[2], call .. ':' .. table.concat(taken, ','), 'EX', record_ttl) end
 return results
+"""
+
+# KEYS: a claim call's record, its fence. ARGV: the call's id, ttl s. Returns the
+# numbers (from 1) of the claims that call took, comma-separated, when it ran; when it
+# did not, sets its fence, so that it takes nothing if it runs later, and returns nil.
+_SETTLE_SCRIPT = """
+local record, prefix = redis.call('GET', KEYS[1]), ARGV[1] .. ':'
+if record and string.sub(record, 1, #prefix) == prefix then return string.sub(record, #prefix + 1) end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+return false
 """
 
 # KEYS: claim key, crash counter. ARGV: expected value, new value, ttl s.
@@ -163,6 +185,8 @@ class RedisClaims:
         self._take_over = self.client.register_script(_TAKEOVER_SCRIPT)
         self._release = self.client.register_script(_RELEASE_SCRIPT)
         self._cancel = self.client.register_script(_CANCEL_SCRIPT)
+        self._settle = self.client.register_script(_SETTLE_SCRIPT)
+        self.calls_prefix = f"{broker.namespace}:buzzer:claim-call:"
         self._gather = threading.Lock()
         self._busy = False  # a batch of claims is on the wire
         self._next: _ClaimBatch | None = None  # the claims that wait for it
@@ -213,10 +237,19 @@ class RedisClaims:
             if following is not None:
                 following.turn.set()
 
-    def claim_all(self, requests: list[tuple[str, int, str]]) -> list[bool | str]:
-        """Claim several deliveries in one round trip (each as `claim` would)."""
-        keys = [self.heartbeats]
-        args: list[Any] = [int(time.time() * 1000), self.dead_after_ms, self.ttl]
+    def claim_all(
+        self, requests: list[tuple[str, int, str]], record: tuple[str, str] | None = None
+    ) -> list[bool | str]:
+        """Claim several deliveries in one round trip (each as `claim` would). With
+        `record` (a record name and the call's id, unique in it), Redis keeps what the
+        call took, for `settle` to tell if its reply is lost."""
+        if record is None:
+            keys = [self.heartbeats, self.heartbeats, self.heartbeats]  # no record: not used
+            args: list[Any] = [int(time.time() * 1000), self.dead_after_ms, self.ttl, 0, ""]
+        else:
+            name, call = record
+            keys = [self.heartbeats, self.calls_prefix + name, f"{self.calls_prefix}{name}:fence:{call}"]
+            args = [int(time.time() * 1000), self.dead_after_ms, self.ttl, self.ttl, call]
         for key, attempt, worker in requests:
             keys += (self.prefix + key, self.cancel_prefix + key)
             args += (attempt, worker)
@@ -225,7 +258,20 @@ class RedisClaims:
             raw = self.client.execute_command("EVALSHA", self._claim.sha, len(keys), *keys, *args)
         except NoScriptError:  # Redis restarted or flushed its scripts: this call loads it again
             raw = self._claim(keys=keys, args=args)
+        if isinstance(raw, bytes):  # b"fenced": settled as lost before it ran (no caller waits for it)
+            raise ClaimInterrupted("This claim call was settled as lost before it ran.")
         return [item.decode() if isinstance(item, bytes) else bool(item) for item in raw]
+
+    def settle(self, name: str, call: str) -> list[int]:
+        """Which claims (their indexes in its requests) a recorded `claim_all` call took,
+        when its caller never got the reply (the connection dropped, or timed out, after
+        the call was sent): none when the call never ran, and from now on never will."""
+        taken = self._settle(
+            keys=[self.calls_prefix + name, f"{self.calls_prefix}{name}:fence:{call}"], args=[call, self.ttl]
+        )
+        if not taken:
+            return []
+        return [int(number) - 1 for number in taken.decode().split(",") if number]
 
     def take_over(self, job_key: str, attempt: int, dead_worker: str, worker: str) -> int:
         """Take a dead worker's claim; returns how many workers this job has killed (0: lost the race)."""

@@ -170,8 +170,9 @@ class JobTracking(Middleware):
                     self._claims = claims_for(broker)
                     if getattr(broker, "client", None) is not None:
                         self._heartbeat = Heartbeat(broker, settings.BUZZER_HEARTBEAT_SECONDS)
-                        if getattr(broker, "claim_at_fetch", False):
-                            self._listener = CancelListener(broker, start_gate(broker))
+                        # Also with claims at start: a cancel of a job claimed here then
+                        # gets "started" at once, instead of after its wait for an answer.
+                        self._listener = CancelListener(broker, start_gate(broker))
                     self._writer = JobWriter(on_written=recorder_for(broker))
         return self._writer, self._claims
 
@@ -310,7 +311,6 @@ class JobTracking(Middleware):
             return
         if not released:  # another delivery holds it now: that one runs it
             raise SkipMessage(f"job {claim[0]} is no longer claimed here")
-        start_gate(broker).let_go([claim[0]])
         broker.do_requeue(message.queue_name, message.options["redis_message_id"])
         raise SkipMessage("the worker is stopping: handed back to the queue")
 

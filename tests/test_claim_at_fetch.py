@@ -14,7 +14,7 @@ import pytest
 from dramatiq.middleware import SkipMessage
 
 from jobs.broker import BuzzerRedisBroker
-from jobs.claims import CancelListener, RedisClaims, StartGate, job_key, start_gate
+from jobs.claims import CancelListener, ClaimInterrupted, RedisClaims, StartGate, job_key, start_gate
 from jobs.middleware import JobTracking
 from tests.support.brokers import redis_broker
 from tests.support.keys import key
@@ -92,6 +92,24 @@ def test_a_restarted_consumer_releases_what_it_fetched_but_never_handed_over(bro
     others = [m for i, m in again.items() if i != running.message_id]
     assert [m._buzzer_claim_outcome for m in others] == [True, True]
     second.close()
+
+
+def test_a_claim_call_whose_reply_was_lost_is_settled_by_what_redis_recorded(broker):
+    claims = RedisClaims(broker, ttl_seconds=60, dead_after_seconds=20)
+    worker = broker.broker_id
+    claims.claim("held-elsewhere:0", 2, "another-worker")  # a later attempt holds it
+    requests = [("a:0", 1, worker), ("held-elsewhere:0", 1, worker), ("b:0", 1, worker)]
+
+    assert claims.claim_all(requests, record=("w:default", "7")) == [True, False, True]
+    assert claims.settle("w:default", "7") == [0, 2]  # what that call took, told again
+
+    # A call never seen (its bytes were lost, or are still on their way): settling it
+    # fences it, and should it run after all, it takes nothing.
+    assert claims.settle("w:default", "8") == []
+    with pytest.raises(ClaimInterrupted):
+        claims.claim_all([("c:0", 1, worker)], record=("w:default", "8"))
+    assert broker.client.get(key("buzzer:claim:c:0")) is None
+    assert claims.claim_all([("c:0", 1, worker)], record=("w:default", "9")) == [True]
 
 
 def test_messages_put_back_unstarted_give_their_claims_back(broker):

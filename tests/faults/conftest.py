@@ -42,12 +42,15 @@ class FaultStack:
         self._webs: list[WebProcess] = []
         self._schedulers: list[Any] = []
 
-    def workers(self, processes: int = 1, threads: int = 8, supervised: bool = True, **env: str) -> WorkerProcess:
+    def workers(
+        self, processes: int = 1, threads: int = 8, supervised: bool = True, redis_url: str = "", **env: str
+    ) -> WorkerProcess:
+        """`redis_url`: the stack's server by default (another way to it: a proxy)."""
         worker = WorkerProcess(
             processes=processes,
             threads=threads,
             supervised=supervised,
-            redis_url=self.redis.url(),
+            redis_url=redis_url or self.redis.url(),
             log=self.logs / f"worker-{len(self._workers)}.log",
             **env,
         )
