@@ -50,7 +50,8 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10, password=self.password)
 
-    def start(self) -> RedisServer:
+    def start(self, *extra: str) -> RedisServer:
+        """`extra`: options for this start only (a restart as a replica: `--replicaof`)."""
         self.proc = subprocess.Popen(
             [
                 server_binary(),
@@ -69,6 +70,7 @@ class RedisServer:
                 "--logfile",
                 str(self.data_dir / "redis.log"),
                 *self.args,
+                *extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -91,8 +93,8 @@ class RedisServer:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def restart(self) -> RedisServer:
-        return self.start()
+    def restart(self, *extra: str) -> RedisServer:
+        return self.start(*extra)
 
     def pause(self, milliseconds: int) -> None:
         """Every client's commands wait for `milliseconds` (CLIENT PAUSE ALL)."""
