@@ -161,18 +161,26 @@ class BuzzerConsumer(_RedisConsumer):
             logger.info("Could not release the claims of %d fetched messages yet: %s", len(self._held), error)
         super().close()
 
-    def _claim_fetched(self, payloads: list[bytes]) -> None:
+    def _claim_fetched(self, payloads: list[bytes]) -> list[bytes | Message]:
         """Claim every message of a fetched batch in one round trip (`jobs.claims`), so that
         a worker thread starts its job without waiting for Redis. A message that does not
-        decode, or carries no job id, is left to the worker thread as before."""
+        decode, or carries no job id, is left to the worker thread as before. Returns the
+        batch with each message decoded once, here, or as fetched when it does not decode
+        (`__next__` quarantines it)."""
         worker = self.broker.broker_id
         requests: list[tuple[str, int, str]] = []
         ids: list[str] = []
+        batch: list[bytes | Message] = []
         for data in payloads:
             try:
                 message = Message.decode(data)
+            except DecodeError:
+                batch.append(data)
+                continue
+            batch.append(message)
+            try:
                 uuid.UUID(message.message_id)
-            except (DecodeError, ValueError):
+            except (ValueError, TypeError, AttributeError):
                 continue
             options = message.options
             requests.append(
@@ -184,7 +192,7 @@ class BuzzerConsumer(_RedisConsumer):
             )
             ids.append(message.message_id)
         if not requests:
-            return
+            return batch
         # Should the reply be lost, the next consumer settles the call before it puts these
         # messages back (`_release_held`): otherwise the claims it took, this worker's,
         # would have every later delivery of these jobs skipped for as long as it lives.
@@ -199,6 +207,7 @@ class BuzzerConsumer(_RedisConsumer):
                 self._held[message_id] = request
                 held.append(request[0])
         start_gate(self.broker).hold(held)
+        return batch
 
     def _handed_over(self, proxy: MessageProxy) -> MessageProxy:
         """The claim taken at fetch goes with the message to its worker thread."""
@@ -278,7 +287,7 @@ class BuzzerConsumer(_RedisConsumer):
                         logger.warning("Found 'None' message in message cache for queue %r", self.queue_name)
                         continue
                     self.misses = 0
-                    message = Message.decode(data)
+                    message = data if isinstance(data, Message) else Message.decode(data)
                     self.queued_message_ids.add(message.message_id)
                     return self._handed_over(MessageProxy(message)) if self._outcomes else MessageProxy(message)
                 except IndexError:
@@ -288,7 +297,7 @@ class BuzzerConsumer(_RedisConsumer):
                             self.queue_name, self.prefetch - self.outstanding_message_count
                         )
                         if messages and self._claim_at_fetch:
-                            self._claim_fetched(messages)
+                            self.message_cache = self._claim_fetched(messages)
                     if not messages:
                         self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
                         self._wait_for_work(backoff_ms)
