@@ -248,7 +248,7 @@ class RedisClaims:
             args: list[Any] = [int(time.time() * 1000), self.dead_after_ms, self.ttl, 0, ""]
         else:
             name, call = record
-            keys = [self.heartbeats, self.calls_prefix + name, f"{self.calls_prefix}{name}:fence:{call}"]
+            keys = [self.heartbeats, *self._call_keys(name, call)]
             args = [int(time.time() * 1000), self.dead_after_ms, self.ttl, self.ttl, call]
         for key, attempt, worker in requests:
             keys += (self.prefix + key, self.cancel_prefix + key)
@@ -266,12 +266,14 @@ class RedisClaims:
         """Which claims (their indexes in its requests) a recorded `claim_all` call took,
         when its caller never got the reply (the connection dropped, or timed out, after
         the call was sent): none when the call never ran, and from now on never will."""
-        taken = self._settle(
-            keys=[self.calls_prefix + name, f"{self.calls_prefix}{name}:fence:{call}"], args=[call, self.ttl]
-        )
+        taken = self._settle(keys=self._call_keys(name, call), args=[call, self.ttl])
         if not taken:
             return []
         return [int(number) - 1 for number in taken.decode().split(",") if number]
+
+    def _call_keys(self, name: str, call: str) -> list[str]:
+        """The record of the claim calls named `name`, and the fence of one of them."""
+        return [self.calls_prefix + name, f"{self.calls_prefix}{name}:fence:{call}"]
 
     def take_over(self, job_key: str, attempt: int, dead_worker: str, worker: str) -> int:
         """Take a dead worker's claim; returns how many workers this job has killed (0: lost the race)."""

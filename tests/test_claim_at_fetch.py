@@ -185,3 +185,16 @@ def test_a_cancel_asks_the_worker_that_fetched_the_job_and_gets_the_truth(broker
         assert time.monotonic() - began < 0.5  # a dead holder is not waited for
     finally:
         listener.stop()
+
+
+def test_with_claims_at_start_a_cancel_gets_its_answer_at_once(broker, tracking):
+    broker.claim_at_fetch = False  # each job claimed at its start: nothing waits in the gate
+    tracking._tools(broker)  # the process's tools: heartbeat, cancel listener, writer
+    claims = RedisClaims(broker, ttl_seconds=60, dead_after_seconds=20)
+    beat(broker, broker.broker_id)
+    claims.claim("running-here:0", 1, broker.broker_id)
+
+    asked_at = time.monotonic()
+    assert claims.ask_holder("running-here:0", broker.broker_id) is False  # it started here
+    # The listener answered "started"; without one, the ask waits out its ASK_SECONDS (2 s).
+    assert time.monotonic() - asked_at < 1.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 
 from tests.support.redis_server import free_port
 
@@ -39,47 +40,40 @@ class RedisProxy:
             with self._lock:
                 self._sockets += [client, server]
             lose_next_reply = threading.Event()
-            threading.Thread(target=self._requests, args=(client, server, lose_next_reply), daemon=True).start()
-            threading.Thread(target=self._replies, args=(server, client, lose_next_reply), daemon=True).start()
 
-    def _requests(self, client: socket.socket, server: socket.socket, lose_next_reply: threading.Event) -> None:
-        while True:
-            try:
-                data = client.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                self._close(client, server)
-                return
-            if self.marker in data:
-                with self._lock:
-                    if self.cuts_left > 0:
-                        self.cuts_left -= 1
-                        lose_next_reply.set()  # before the server can answer
-            try:
-                server.sendall(data)
-            except OSError:
-                self._close(client, server)
-                return
+            def request(data: bytes, lose_next_reply: threading.Event = lose_next_reply) -> bool:
+                if self.marker in data:
+                    with self._lock:
+                        if self.cuts_left > 0:
+                            self.cuts_left -= 1
+                            lose_next_reply.set()  # before the server can answer
+                return True
 
-    def _replies(self, server: socket.socket, client: socket.socket, lose_next_reply: threading.Event) -> None:
-        while True:
-            try:
-                data = server.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                self._close(client, server)
-                return
-            if lose_next_reply.is_set():  # the marked command has run: its reply never arrives
-                with self._lock:
+            def reply(data: bytes, lose_next_reply: threading.Event = lose_next_reply) -> bool:
+                if not lose_next_reply.is_set():
+                    return True
+                with self._lock:  # the marked command has run: its reply never arrives
                     self.cut += 1
-                self._close(client, server)
+                return False
+
+            threading.Thread(target=self._pump, args=(client, server, request), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, reply), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, passes: Callable[[bytes], bool]) -> None:
+        """Forward `source`'s bytes to `target` until either side closes, or until
+        `passes` refuses a chunk: then both are cut."""
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                data = b""
+            if not data or not passes(data):
+                self._close(source, target)
                 return
             try:
-                client.sendall(data)
+                target.sendall(data)
             except OSError:
-                self._close(client, server)
+                self._close(source, target)
                 return
 
     @staticmethod
