@@ -99,6 +99,12 @@ class BuzzerConsumer(_RedisConsumer):
         made = broker.consumers_made
         self._put_back_fetched = made.get(queue_name, 0) > 0  # a restart, not the first consumer
         made[queue_name] = made.get(queue_name, 0) + 1
+        # A consumer whose prefetch is full waits for room, woken by the acks that make it
+        # (`_wait_for_room`), and fetches once a quarter of its prefetch is free. A delay
+        # queue's consumer holds messages until they are due and fetches at each free
+        # place, as Dramatiq's does: a message due soon must not wait for a quarter.
+        self._room = threading.Event()
+        self._fetch_at = 1 if ".DQ" in queue_name else max(1, prefetch // 4)
         self._pause_checked = -PAUSE_CHECK
         self._paused = False
         # Claims taken at fetch for messages not yet handed to a worker thread, by message
@@ -150,6 +156,18 @@ class BuzzerConsumer(_RedisConsumer):
         # delay queue), and the message no longer counts against the prefetch.
         self.queued_message_ids.discard(message.message_id)
         sender.put(self.queue_name, message.options["redis_message_id"])
+        self._freed()
+
+    def nack(self, message: Any) -> None:
+        super().nack(message)
+        self._freed()
+
+    def _freed(self) -> None:
+        if self._has_room():
+            self._room.set()
+
+    def _has_room(self) -> bool:
+        return self.prefetch - self.outstanding_message_count >= self._fetch_at
 
     def close(self) -> None:
         sender = self.broker.ack_sender(create=False)
@@ -292,7 +310,7 @@ class BuzzerConsumer(_RedisConsumer):
                     return self._handed_over(MessageProxy(message)) if self._outcomes else MessageProxy(message)
                 except IndexError:
                     messages = []
-                    if self.outstanding_message_count < self.prefetch:
+                    if self._has_room():
                         self.message_cache = messages = self.broker.do_fetch(
                             self.queue_name, self.prefetch - self.outstanding_message_count
                         )
@@ -300,10 +318,24 @@ class BuzzerConsumer(_RedisConsumer):
                             self.message_cache = self._claim_fetched(messages)
                     if not messages:
                         self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
-                        self._wait_for_work(backoff_ms)
+                        if self._has_room():
+                            self._wait_for_work(backoff_ms)
+                        else:
+                            self._wait_for_room(backoff_ms)
                         return None
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None
+
+    def _wait_for_room(self, backoff_ms: float) -> None:
+        """Wait until the worker threads have finished enough of what this consumer
+        fetched (at most `backoff_ms`). Dramatiq's consumer sleeps its back-off here, a
+        few milliseconds doubling with each look that finds no room, while the threads
+        run dry: at its default prefetch (twice the threads), no-op jobs left the threads
+        idle 94% of a drain, and every round trip the consumer added per fetch (the
+        claim) cost throughput in proportion (docs/BENCHMARKS.md, goal 2, eighth look)."""
+        self._room.clear()
+        if not self._has_room():  # an ack between the look and the clear set it already
+            self._room.wait(backoff_ms / 1000)
 
     def _wait_for_work(self, backoff_ms: float) -> None:
         """Sleep `backoff_ms`, or less when a nudge says that work has been sent. Only a

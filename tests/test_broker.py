@@ -117,6 +117,26 @@ def test_acks_leave_the_worker_thread_and_go_out_in_batches_as_dramatiq_sends_th
     assert broker.client.smembers(acks) == {fetched[4].options["redis_message_id"].encode()}
 
 
+def test_a_consumer_whose_prefetch_is_full_fetches_again_as_soon_as_acks_make_room(broker, settings):
+    settings.BUZZER_BATCHED_ACKS = True
+    for n in range(12):
+        broker.enqueue(message(n))
+    consumer = broker.consume("default", prefetch=8, timeout=1000)  # fetches again once 2 are free
+    handed = [next(consumer) for _ in range(8)]
+    consumer.misses = 10  # after many looks that found no room, Dramatiq's back-off is 0.5-1 s
+    consumer.ack(handed[0])  # one free: not yet worth a round trip
+
+    began = time.monotonic()
+    threading.Timer(0.1, consumer.ack, args=(handed[1],)).start()
+    assert next(consumer) is None  # it waited for room, and the second ack woke it
+    waited = time.monotonic() - began
+    assert 0.08 <= waited < 0.4, waited
+    fetched = [next(consumer), next(consumer)]  # the two free places, filled by one fetch
+    assert all(m is not None for m in fetched)
+    assert broker.client.llen(key("default")) == 2
+    consumer.close()
+
+
 def test_a_consumer_thread_lives_on_when_redis_is_gone_as_a_delayed_message_falls_due(tmp_path, settings):
     """A worker's delay-queue consumer holds a retry until its time, then moves it to its
     queue. With Redis gone at that moment the move fails, and so does, as the thread
