@@ -163,7 +163,8 @@ class BuzzerConsumer(_RedisConsumer):
         self._freed()
 
     def _freed(self) -> None:
-        if self._has_room():
+        """After an ack (each job's path): wake a consumer that waits for room."""
+        if not self._room.is_set() and self._has_room():
             self._room.set()
 
     def _has_room(self) -> bool:
@@ -295,8 +296,9 @@ class BuzzerConsumer(_RedisConsumer):
                 self._quarantine(error.data, error)
 
     def _next_message(self) -> MessageProxy | None:
-        """Dramatiq 2.2.1's `_RedisConsumer.__next__`, but for the idle wait
-        (`_wait_for_work` instead of a plain sleep)."""
+        """Dramatiq 2.2.1's `_RedisConsumer.__next__`, but for its waits: with its prefetch
+        full it waits for room (`_wait_for_room`), and idle for work (`_wait_for_work`),
+        instead of a plain sleep."""
         try:
             while True:
                 try:
@@ -339,9 +341,10 @@ class BuzzerConsumer(_RedisConsumer):
 
     def _wait_for_work(self, backoff_ms: float) -> None:
         """Sleep `backoff_ms`, or less when a nudge says that work has been sent. Only a
-        consumer with room for more messages takes a nudge: one that could not fetch
-        would swallow it, and an idle worker elsewhere would sleep on."""
-        if not self._wake_key or backoff_ms < MIN_BLOCKING_WAIT_MS or self.outstanding_message_count >= self.prefetch:
+        consumer with room for more messages gets here (`_next_message`) to take a nudge:
+        one that could not fetch would swallow it, and an idle worker elsewhere would
+        sleep on."""
+        if not self._wake_key or backoff_ms < MIN_BLOCKING_WAIT_MS:
             time.sleep(backoff_ms / 1000)
             return
         self.broker.client.blpop([self._wake_key], timeout=min(backoff_ms / 1000, self._max_block_s))

@@ -137,6 +137,22 @@ def test_a_consumer_whose_prefetch_is_full_fetches_again_as_soon_as_acks_make_ro
     consumer.close()
 
 
+def test_a_delay_queue_consumer_fetches_at_each_free_place(broker, settings):
+    settings.BUZZER_BATCHED_ACKS = True
+    for n in range(10):
+        broker.enqueue(message(n), delay=60_000)
+    consumer = broker.consume("default.DQ", prefetch=8, timeout=1000)  # a quarter would be 2
+    held = [next(consumer) for _ in range(8)]
+    consumer.misses = 10  # a wait for room would last 0.5-1 s
+    consumer.ack(held[0])  # one place free: a message due soon must not wait for a second
+
+    began = time.monotonic()
+    fetched = next(consumer)
+    assert fetched is not None and time.monotonic() - began < 0.4
+    assert broker.client.llen(key("default.DQ")) == 1
+    consumer.close()
+
+
 def test_a_consumer_thread_lives_on_when_redis_is_gone_as_a_delayed_message_falls_due(tmp_path, settings):
     """A worker's delay-queue consumer holds a retry until its time, then moves it to its
     queue. With Redis gone at that moment the move fails, and so does, as the thread
