@@ -343,6 +343,9 @@ BUZZER_SWEEP_AFTER_SECONDS = env.float("BUZZER_SWEEP_AFTER_SECONDS", default=5.0
 BUZZER_DISPATCH_TIMEOUT_SECONDS = env.float("BUZZER_DISPATCH_TIMEOUT_SECONDS", default=0.25)
 # After a refused send, sends after commit leave jobs to the sweep for this long.
 BUZZER_DISPATCH_BACKOFF_SECONDS = env.float("BUZZER_DISPATCH_BACKOFF_SECONDS", default=2.0)
+# After a commit, sent jobs are marked enqueued by a thread of each process, in batches,
+# rather than by a second write transaction in the request (off: in the request).
+BUZZER_MARK_ENQUEUED_IN_BACKGROUND = env.bool("BUZZER_MARK_ENQUEUED_IN_BACKGROUND", default=True)
 BUZZER_SWEEP_INTERVAL_SECONDS = env.float("BUZZER_SWEEP_INTERVAL_SECONDS", default=2.0)
 # Delayed jobs (`jobs.enqueue(..., delay=...)`) are handed to Redis by the active
 # scheduler, which looks for due ones this often; an idle worker polls its queues every

@@ -3,7 +3,10 @@ the broker after commit, and sweep up whatever a crash or a Redis outage left be
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -13,7 +16,7 @@ from typing import Any
 import dramatiq
 import redis
 from django.conf import settings
-from django.db import DatabaseError, models, router, transaction
+from django.db import DatabaseError, connections, models, router, transaction
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
@@ -324,7 +327,10 @@ def dispatch(jobs: Iterable[Job], *, force: bool = False) -> int:
     """Send pending jobs to the broker and mark them enqueued. Returns how many were sent.
 
     On Redis all of them go in one pipeline (one round trip) and are marked with one
-    UPDATE. A job the broker refuses (Redis down or stalled) stays pending for the sweep;
+    UPDATE. After a commit (not `force`) that UPDATE is left to this process's marker
+    thread (`BUZZER_MARK_ENQUEUED_IN_BACKGROUND`): the request that placed an order
+    ends without a second write transaction, and the marks of concurrent requests share
+    one. A job the broker refuses (Redis down or stalled) stays pending for the sweep;
     the caller is never failed for it, and for BUZZER_DISPATCH_BACKOFF_SECONDS after such
     a refusal this process leaves new jobs to the sweep without trying (`force` tries
     anyway: the sweep). A job sent twice (this and the sweep racing) is run once: the
@@ -348,8 +354,110 @@ def dispatch(jobs: Iterable[Job], *, force: bool = False) -> int:
     if len(sent) < len(jobs):
         _redis_refused_until = time.monotonic() + settings.BUZZER_DISPATCH_BACKOFF_SECONDS
     if sent:
-        _mark_enqueued(sent)
+        # Only committed rows can be marked from the thread's own connection: inside a
+        # transaction (a caller's, still open) they are marked on the caller's.
+        in_transaction = transaction.get_connection(router.db_for_write(Job)).in_atomic_block
+        if not force and not in_transaction and settings.BUZZER_MARK_ENQUEUED_IN_BACKGROUND:
+            _marker.add(sent)
+        else:
+            _mark_enqueued(sent)
     return len(sent)
+
+
+class _EnqueuedMarker:
+    """Marks sent jobs enqueued from a thread of its own, a batch at a time: whatever the
+    requests of this process sent while the last UPDATE ran goes in the next one.
+
+    Nothing depends on the mark but the sweep, which sends a job again only once it has
+    stayed pending for BUZZER_SWEEP_AFTER_SECONDS; the marks land within milliseconds.
+    A process that dies with marks not written leaves those jobs pending, exactly as a
+    failed UPDATE does: the sweep sends them a second time and the claim runs each once.
+    The thread starts at the first mark in each process (a fork, as gunicorn's workers
+    are, gets a thread of its own), holds its database connection only while marks keep
+    coming (it closes it after LINGER_SECONDS without any), and what is waiting at exit
+    is written then."""
+
+    LINGER_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._ids: list[Any] = []
+        self._writing = 0  # ids in the UPDATE now running
+        self._close_asked = False
+        self._pid = 0
+
+    def add(self, ids: list[Any]) -> None:
+        with self._changed:
+            if self._pid != os.getpid():  # first use in this process
+                self._pid = os.getpid()
+                self._ids, self._writing, self._close_asked = [], 0, False
+                threading.Thread(target=self._run, name="buzzer-enqueued-marker", daemon=True).start()
+            self._ids.extend(ids)
+            self._changed.notify_all()
+
+    def flush(self, timeout: float = 10.0, *, close: bool = False) -> bool:
+        """Wait until every mark added so far is written (or given up); with `close`, also
+        until the thread has closed its database connection. False on timeout."""
+        with self._changed:
+            if self._pid != os.getpid():
+                return True  # no thread in this process
+            if close:
+                self._close_asked = True
+                self._changed.notify_all()
+            return self._changed.wait_for(
+                lambda: not self._ids and not self._writing and not self._close_asked, timeout
+            )
+
+    def _run(self) -> None:
+        connection = connections[router.db_for_write(Job)]
+        while True:
+            with self._changed:
+                if not self._changed.wait_for(lambda: self._ids or self._close_asked, self.LINGER_SECONDS):
+                    self._close_asked = True  # idle: let the connection go
+                batch, self._ids = self._ids, []
+                self._writing = len(batch)
+                close = self._close_asked and not batch
+            try:
+                if batch:
+                    _mark_enqueued(batch)
+                    # As after a request: a broken connection, or one past CONN_MAX_AGE
+                    # (with a pool: each time, handing it back) is closed.
+                    connection.close_if_unusable_or_obsolete()
+                elif close:
+                    connection.close()
+            except Exception:  # the thread must live on; the sweep sends those jobs again
+                logger.exception("Could not mark %d sent jobs enqueued; the sweep will", len(batch))
+            finally:
+                with self._changed:
+                    self._writing = 0
+                    if close:
+                        self._close_asked = False
+                    self._changed.notify_all()
+            if close:
+                with self._changed:
+                    self._changed.wait_for(lambda: self._ids or self._close_asked)
+
+    def write_now(self) -> None:
+        """At exit: wait briefly for the thread, then write what is still waiting in the
+        exiting thread (the marker may be blocked)."""
+        if self._pid != os.getpid():
+            return
+        with self._changed:
+            self._changed.wait_for(lambda: not self._ids and not self._writing, 5.0)
+            batch, self._ids = self._ids, []
+        if batch:
+            _mark_enqueued(batch)
+
+
+_marker = _EnqueuedMarker()
+atexit.register(_marker.write_now)
+
+
+def flush_marks(timeout: float = 10.0, *, close: bool = False) -> bool:
+    """Wait for this process's marker thread to write the marks added so far (tests,
+    and code that reads a job's status right after placing it); with `close`, also for it
+    to close its database connection (before a test database is dropped)."""
+    return _marker.flush(timeout, close=close)
 
 
 def _mark_enqueued(ids: list[Any]) -> None:

@@ -33,6 +33,28 @@ def _forget_refused_sends() -> Iterator[None]:
     jobs.services._redis_refused_until = 0.0
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _marker_lets_go_of_the_test_database(django_db_setup: None) -> Iterator[None]:
+    """Set up after the test databases, torn down before they are dropped: the thread
+    that marks sent jobs enqueued closes its connection (PostgreSQL refuses to drop a
+    database that a connection still uses)."""
+    yield
+    from jobs.services import flush_marks
+
+    flush_marks(close=True)
+
+
+@pytest.fixture(autouse=True)
+def _marks_written(django_db_blocker: Any) -> Iterator[None]:
+    """The marks of a test's sends are written before the next test starts (torn down
+    after the test's own database access ended, so it allows the marker's)."""
+    yield
+    from jobs.services import flush_marks
+
+    with django_db_blocker.unblock():
+        flush_marks()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> None:
     """Counts of earlier tests (failed log-ins from 127.0.0.1, say) must not limit this one."""

@@ -13,7 +13,7 @@ import jobs
 from jobs import dlq, lifecycle
 from jobs.claims import claims_for, job_key
 from jobs.models import Job, JobAction
-from jobs.services import release_due
+from jobs.services import flush_marks, release_due
 from tests.support.data import email_job
 from tests.support.stub import drain
 
@@ -53,6 +53,7 @@ def test_a_cancelled_enqueued_job_never_runs_and_its_hook_runs_once(
     stub_broker, later_worker, products, operator, cancel_hook
 ):
     job = email_job(products)
+    assert flush_marks()
     assert Job.objects.get(pk=job.pk).status == "enqueued"  # its message is in the broker
 
     assert jobs.cancel(job, by=operator, reason="customer asked") == "cancelled"

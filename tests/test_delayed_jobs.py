@@ -10,7 +10,7 @@ from django.utils import timezone
 
 import jobs
 from jobs.models import Job
-from jobs.services import next_due, release_due
+from jobs.services import flush_marks, next_due, release_due
 from orders.models import Order
 from tests.support.stub import drain
 
@@ -55,6 +55,7 @@ def test_eta_and_delay_in_seconds(stub_broker):
     assert (by_eta.status, by_eta.due_at) == ("scheduled", when)
     assert by_seconds.status == "scheduled"
     assert 89 < (by_seconds.due_at - timezone.now()).total_seconds() <= 90
+    assert flush_marks()
     assert {Job.objects.get(pk=j.pk).status for j in (now, past)} == {"enqueued"}  # due already: sent at commit
 
 

@@ -4,6 +4,8 @@ limit."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -48,6 +50,22 @@ def count_redis_round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[RoundTr
         yield trips
 
 
+def record_marks(monkeypatch: pytest.MonkeyPatch, hold: threading.Event | None = None) -> list[list[Any]]:
+    """The batches the marker thread writes, one `UPDATE … enqueued` each (with `hold`,
+    the first waits for it to be set)."""
+    batches: list[list[Any]] = []
+    mark = services._mark_enqueued
+
+    def recording(ids: list[Any]) -> None:
+        batches.append(list(ids))
+        if hold is not None and len(batches) == 1:
+            assert hold.wait(10)
+        mark(ids)
+
+    monkeypatch.setattr(services, "_mark_enqueued", recording)
+    return batches
+
+
 def queued(broker: dramatiq.Broker, queue: str = "default") -> int:
     return broker.client.llen(f"{broker.namespace}:{queue}")
 
@@ -63,8 +81,11 @@ def test_one_order_costs_at_most_8_statements_one_broker_and_one_rate_limit_roun
     assert response.status_code == 201
     statements = [q["sql"] for q in queries.captured_queries]
     assert len(statements) <= MAX_STATEMENTS, "\n".join(statements)
+    # One write transaction: the jobs are marked enqueued by the marker thread, not the request.
+    assert not [sql for sql in statements if sql.startswith("UPDATE")], "\n".join(statements)
     assert len(trips.broker) == 1  # the three jobs, pipelined
     assert len(trips.other) == 1  # the API key's rate limit: one script call
+    assert services.flush_marks()
     order = Order.objects.get(email="second@example.com")
     assert set(Job.objects.filter(object_id=str(order.id)).values_list("status", flat=True)) == {"enqueued"}
     assert queued(real_broker) == 6
@@ -82,18 +103,22 @@ def test_the_idempotency_key_adds_two_statements(api, products, real_broker, mon
 
 
 def test_jobs_of_one_transaction_go_in_one_round_trip_and_one_update(real_broker, monkeypatch):
+    """One round trip; the marks are left to the marker thread, which writes them with one
+    UPDATE on its own connection."""
     jobs.enqueue("send_confirmation_email", order_id="warm")  # connects (HELLO, CLIENT SETINFO: once)
     Job.objects.all().delete()
     real_broker.client.flushdb()
 
+    marks = record_marks(monkeypatch)
     with count_redis_round_trips(monkeypatch) as trips, CaptureQueriesContext(connection) as queries:
         with transaction.atomic():
             written = [jobs.enqueue("send_confirmation_email", order_id=str(n)) for n in range(5)]
             written += jobs.publish("order.placed", order_id="x")
 
     assert len(trips.broker) == 1
-    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
-    assert len(updates) == 1
+    assert not [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert services.flush_marks()
+    assert [sorted(batch) for batch in marks] == [sorted(job.id for job in written)]  # one UPDATE
     assert queued(real_broker) == 8
     assert set(Job.objects.values_list("status", flat=True)) == {"enqueued"}
     sent = {
@@ -129,6 +154,7 @@ def test_redis_that_forgot_the_script_gets_it_again(real_broker):
         written = jobs.publish("order.placed", order_id="x")
 
     assert queued(real_broker) == 3
+    assert services.flush_marks()
     assert set(Job.objects.filter(pk__in=[j.pk for j in written]).values_list("status", flat=True)) == {"enqueued"}
 
 
@@ -158,7 +184,26 @@ def test_a_key_already_taken_returns_the_first_job_and_sends_nothing_new(real_br
     assert queued(real_broker) == 1
 
 
-def test_an_order_stands_when_marking_its_sent_jobs_fails(api, products, real_broker):
+def test_marks_sent_while_an_update_runs_go_in_the_next_one(real_broker, monkeypatch):
+    hold = threading.Event()
+    marks = record_marks(monkeypatch, hold)
+    with transaction.atomic():
+        first = jobs.enqueue("send_confirmation_email", order_id="first")
+    deadline = time.monotonic() + 10
+    while not marks and time.monotonic() < deadline:  # the thread has taken the first mark
+        time.sleep(0.01)
+    later = []
+    for n in range(3):  # three commits while the first UPDATE is held
+        with transaction.atomic():
+            later.append(jobs.enqueue("send_confirmation_email", order_id=str(n)))
+    hold.set()
+
+    assert services.flush_marks()
+    assert [sorted(batch) for batch in marks] == [[first.id], sorted(job.id for job in later)]
+    assert set(Job.objects.values_list("status", flat=True)) == {"enqueued"}
+
+
+def test_an_order_stands_when_marking_its_sent_jobs_fails(api, products, real_broker, monkeypatch):
     """After COMMIT the order exists: a failed `UPDATE … enqueued` (a deadlock, the database
     gone) leaves the jobs pending for the sweep and the client gets its 201."""
     from django.db import OperationalError
@@ -168,8 +213,16 @@ def test_an_order_stands_when_marking_its_sent_jobs_fails(api, products, real_br
             raise OperationalError("deadlock detected")
         return execute(sql, params, many, context)
 
-    with connection.execute_wrapper(refuse_the_mark):
+    mark = services._mark_enqueued
+
+    def refused(ids: list[Any]) -> None:  # in the marker thread, on its connection
+        with connection.execute_wrapper(refuse_the_mark):
+            mark(ids)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services, "_mark_enqueued", refused)
         response = api.post("/api/orders/", order_body())
+        assert services.flush_marks()
 
     assert response.status_code == 201
     assert set(Job.objects.values_list("status", flat=True)) == {"pending"}

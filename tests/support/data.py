@@ -24,8 +24,10 @@ def order_body(**overrides: Any) -> dict[str, Any]:
 
 
 def email_job(products: dict[str, Any], options: dict[str, Any] | None = None) -> Any:
-    """An order with one item and only its confirmation email job (committed)."""
+    """An order with one item and only its confirmation email job (committed, and marked
+    enqueued once sent)."""
     import jobs
+    from jobs.services import flush_marks
     from orders.models import Order, OrderItem
 
     with transaction.atomic():
@@ -33,4 +35,6 @@ def email_job(products: dict[str, Any], options: dict[str, Any] | None = None) -
         OrderItem.objects.create(
             order=order, product=products["BUZ-001"], sku="BUZ-001", name="Buzzer", quantity=1, unit_price="24.90"
         )
-        return jobs.enqueue("send_confirmation_email", obj=order, options=options, order_id=str(order.id))
+        job = jobs.enqueue("send_confirmation_email", obj=order, options=options, order_id=str(order.id))
+    flush_marks()
+    return job
