@@ -18,7 +18,6 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, connections, models, router, transaction
 from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
@@ -30,6 +29,7 @@ from jobs import redis_client
 from jobs.broker import add_nudges
 from jobs.events import subscribers
 from jobs.models import Job
+from jobs.prepared import PreparedInsert
 
 logger = logging.getLogger(__name__)
 
@@ -120,32 +120,49 @@ def _write(new: list[Job]) -> list[Job]:
     """Insert the jobs in one statement and dispatch those due now after COMMIT (one
     callback, one Redis round trip for all of them). A job whose key is taken is not
     written: the existing job takes its place in the result (and is not dispatched)."""
-    if not new:
-        return []
-    inserted = _insert_new(new)
-    result = list(new)
-    taken = [i for i, job in enumerate(new) if job.pk not in inserted]
-    if taken:
-        existing = Job.objects.in_bulk([new[i].key for i in taken], field_name="key")
-        for i in taken:
-            job = new[i]
-            # Gone again since the INSERT (deleted meanwhile): write it the slow way.
-            result[i] = existing.get(job.key) or Job.objects.get_or_create(key=job.key, defaults=_fields(job))[0]
-    due = [job for job in result if job.pk in inserted and job.status == Job.Status.PENDING]
-    if due:
-        _dispatch_on_commit(due)
-    return result
+    return PreparedJobs(new).write()
+
+
+class PreparedJobs:
+    """Jobs whose INSERT is built now and sent by `write()`, in the transaction that
+    must hold them: a caller that builds it before opening its transaction (an order)
+    holds SQLite's write lock only while the statement runs."""
+
+    def __init__(self, new: list[Job]) -> None:
+        self.new = new
+        connection = transaction.get_connection(router.db_for_write(Job))
+        # Before SQLite 3.35 there is no RETURNING: `write` takes the slow way.
+        self.insert = None
+        if new and connection.features.can_return_rows_from_bulk_insert:
+            self.insert = PreparedInsert(Job, new, on_conflict=OnConflict.IGNORE, returning_pk=True)
+
+    def write(self) -> list[Job]:
+        new = self.new
+        if not new:
+            return []
+        inserted = _insert_new(new, self.insert)
+        result = list(new)
+        taken = [i for i, job in enumerate(new) if job.pk not in inserted]
+        if taken:
+            existing = Job.objects.in_bulk([new[i].key for i in taken], field_name="key")
+            for i in taken:
+                job = new[i]
+                # Gone again since the INSERT (deleted meanwhile): write it the slow way.
+                result[i] = existing.get(job.key) or Job.objects.get_or_create(key=job.key, defaults=_fields(job))[0]
+        due = [job for job in result if job.pk in inserted and job.status == Job.Status.PENDING]
+        if due:
+            _dispatch_on_commit(due)
+        return result
 
 
 def _fields(job: Job) -> dict[str, Any]:
     return {f.attname: getattr(job, f.attname) for f in Job._meta.concrete_fields if f.attname not in ("id", "key")}
 
 
-def _insert_new(new: list[Job]) -> set[Any]:
+def _insert_new(new: list[Job], insert: PreparedInsert | None) -> set[Any]:
     """INSERT … ON CONFLICT DO NOTHING RETURNING id: the ids of the rows written (a job
     whose key exists is skipped, never an error, so no savepoint is needed)."""
-    connection = transaction.get_connection(router.db_for_write(Job))
-    if not connection.features.can_return_rows_from_bulk_insert:  # SQLite before 3.35
+    if insert is None:  # SQLite before 3.35
         written = set()
         for job in new:
             if job.key is None:
@@ -155,18 +172,8 @@ def _insert_new(new: list[Job]) -> set[Any]:
                 if Job.objects.get_or_create(key=job.key, defaults={**_fields(job), "id": job.id})[1]:
                     written.add(job.pk)
         return written
-    query = InsertQuery(Job, on_conflict=OnConflict.IGNORE)
-    query.insert_values([f for f in Job._meta.concrete_fields if not f.generated], new)
-    compiler = query.get_compiler(connection=connection)
-    compiler.returning_fields = [Job._meta.pk]
-    [(sql, params)] = compiler.as_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    for job in new:  # as a save() leaves it (a later save() updates the row)
-        job._state.adding, job._state.db = False, connection.alias
     to_python = Job._meta.pk.to_python
-    return {to_python(row[0]) for row in rows}
+    return {to_python(row[0]) for row in insert.run()}
 
 
 class _DispatchAfterCommit:
@@ -249,6 +256,15 @@ def publish(event: str, *, obj: models.Model | None = None, queue: str | None = 
     `queue` replaces the default queue only: a subscriber declared on a queue of its own
     (webhook deliveries on `webhooks`) stays there, since that queue is what isolates it.
     """
+    return prepare_publish(event, obj=obj, queue=queue, **payload).write()
+
+
+def prepare_publish(
+    event: str, *, obj: models.Model | None = None, queue: str | None = None, **payload: Any
+) -> PreparedJobs:
+    """`publish` in two steps: the jobs and their INSERT are built now, and written (and
+    dispatched after COMMIT) by `.write()` inside the caller's transaction. `obj` needs
+    its primary key already (a UUID default, not one the INSERT assigns)."""
     new = []
     broker = dramatiq.get_broker()
     for name in subscribers(event):
@@ -269,7 +285,7 @@ def publish(event: str, *, obj: models.Model | None = None, queue: str | None = 
                 due_at=None,
             )
         )
-    return _write(new)
+    return PreparedJobs(new)
 
 
 def send_without_outbox(actor: Any, *args: Any, delay_ms: int = 0, **kwargs: Any) -> bool:

@@ -23,6 +23,8 @@ from django.utils import timezone
 import jobs
 from jobs.infra import is_database_unavailable
 from jobs.models import Job
+from jobs.prepared import prepare_insert
+from jobs.services import prepare_publish
 from orders.errors import ApiKeyExpired, OrderError
 from orders.models import ApiKey, DailySales, DemoSwitch, Order, OrderItem, Product, hash_api_key
 from orders.payments import Charge, get_gateway
@@ -141,7 +143,9 @@ def place_order(
     The charge happens before the write transaction so that no database lock is held
     across the gateway's latency; if saving then fails, the charge is refunded. The
     order, its items and its jobs (the outbox) commit together; `on_created` runs inside
-    that transaction (the API stores its idempotent response there).
+    that transaction (the API stores its idempotent response there). Their INSERTs are
+    built before it opens, so that on SQLite the write lock, which every writer waits
+    for, is held only while they run.
     """
     email = _clean_email(email)
     lines = _clean_lines(items)
@@ -161,22 +165,25 @@ def place_order(
     gateway = get_gateway()
     charge = gateway.charge(total, card, reference=str(order.id))
     try:
-        with transaction.atomic():
-            order.payment_reference = charge.reference
-            order.save(force_insert=True)
-            items = OrderItem.objects.bulk_create(
-                OrderItem(
-                    order=order,
-                    product=products[line.sku],
-                    sku=line.sku,
-                    name=products[line.sku].name,
-                    quantity=line.quantity,
-                    unit_price=products[line.sku].price,
-                )
-                for line in lines
+        order.payment_reference = charge.reference
+        items = [
+            OrderItem(
+                order=order,
+                product=products[line.sku],
+                sku=line.sku,
+                name=products[line.sku].name,
+                quantity=line.quantity,
+                unit_price=products[line.sku].price,
             )
-            queue = settings.BUZZER_PREMIUM_QUEUE if priority == Order.Priority.PREMIUM else None
-            written = jobs.publish("order.placed", obj=order, queue=queue, order_id=str(order.id))
+            for line in lines
+        ]
+        queue = settings.BUZZER_PREMIUM_QUEUE if priority == Order.Priority.PREMIUM else None
+        inserts = [prepare_insert(Order, [order]), prepare_insert(OrderItem, items)]
+        placed = prepare_publish("order.placed", obj=order, queue=queue, order_id=str(order.id))
+        with transaction.atomic():
+            for insert in inserts:
+                insert.run()
+            written = placed.write()
             if on_created is not None:
                 on_created(order, items, written)
     except BaseException as exc:

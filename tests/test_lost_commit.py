@@ -40,7 +40,10 @@ def place() -> Order:
 
 def test_an_order_never_saved_is_refunded_by_the_settling_job(products, refunds, stub_broker, stub_worker, monkeypatch):
     monkeypatch.setattr(services, "SETTLE_DELAY_MS", 1_000)  # production's 5 s, shortened: still a delayed job
-    with mock.patch("orders.services.jobs.publish", side_effect=database_went_away), pytest.raises(OperationalError):
+    with (
+        mock.patch("jobs.services.PreparedJobs.write", side_effect=database_went_away),
+        pytest.raises(OperationalError),
+    ):
         place()
 
     assert refunds == []  # not at once: the COMMIT's fate is unknown
@@ -66,7 +69,7 @@ def test_a_refund_is_made_once_however_often_the_settling_job_runs(db, refunds):
 
 
 def test_an_ordinary_failure_is_refunded_at_once(products, refunds):
-    with mock.patch("orders.services.jobs.publish", side_effect=RuntimeError("bug")), pytest.raises(RuntimeError):
+    with mock.patch("jobs.services.PreparedJobs.write", side_effect=RuntimeError("bug")), pytest.raises(RuntimeError):
         place()
 
     assert len(refunds) == 1
