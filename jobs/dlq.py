@@ -78,7 +78,9 @@ def retry(job_id: Any, *, user: Any = None, reason: str = "") -> bool:
 
         def send() -> None:
             _forget_dead_letter(job)
-            dispatch([job])  # refused by Redis: it stays pending and the sweep sends it
+            # Refused by Redis: it stays pending and the sweep sends it. Marked at once:
+            # the operator's next page shows the job enqueued.
+            dispatch([job], mark_now=True)
 
         transaction.on_commit(send)
     logger.info("Dead job %s (%s) re-sent by %s", job.id, job.actor_name, user or "the system")

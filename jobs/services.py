@@ -339,14 +339,15 @@ def sender() -> dramatiq.Broker:
     return twin
 
 
-def dispatch(jobs: Iterable[Job], *, force: bool = False) -> int:
+def dispatch(jobs: Iterable[Job], *, force: bool = False, mark_now: bool = False) -> int:
     """Send pending jobs to the broker and mark them enqueued. Returns how many were sent.
 
     On Redis all of them go in one pipeline (one round trip) and are marked with one
     UPDATE. After a commit (not `force`) that UPDATE is left to this process's marker
     thread (`BUZZER_MARK_ENQUEUED_IN_BACKGROUND`): the request that placed an order
     ends without a second write transaction, and the marks of concurrent requests share
-    one. A job the broker refuses (Redis down or stalled) stays pending for the sweep;
+    one (`mark_now`: in this call, for an operator's action, whose next page must show
+    the job enqueued). A job the broker refuses (Redis down or stalled) stays pending for the sweep;
     the caller is never failed for it, and for BUZZER_DISPATCH_BACKOFF_SECONDS after such
     a refusal this process leaves new jobs to the sweep without trying (`force` tries
     anyway: the sweep). A job sent twice (this and the sweep racing) is run once: the
@@ -373,7 +374,7 @@ def dispatch(jobs: Iterable[Job], *, force: bool = False) -> int:
         # Only committed rows can be marked from the thread's own connection: inside a
         # transaction (a caller's, still open) they are marked on the caller's.
         in_transaction = transaction.get_connection(router.db_for_write(Job)).in_atomic_block
-        if not force and not in_transaction and settings.BUZZER_MARK_ENQUEUED_IN_BACKGROUND:
+        if not (force or mark_now or in_transaction) and settings.BUZZER_MARK_ENQUEUED_IN_BACKGROUND:
             _marker.add(sent)
         else:
             _mark_enqueued(sent)

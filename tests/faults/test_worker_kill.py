@@ -10,6 +10,7 @@ import time
 import pytest
 
 from jobs.models import Job
+from jobs.services import flush_marks
 from orders import services
 from orders.models import Order
 from tests.faults.conftest import FaultStack, all_effects_once, order_effects, wait_for_effects
@@ -25,12 +26,14 @@ ORDERS = 1000
 
 
 def place_orders(count: int) -> list[Order]:
-    return [
+    placed = [
         services.place_order(
             email=f"buyer{i}@example.com", items=[{"sku": "BUZ-001", "quantity": 1 + i % 3}], card="4242424242424242"
         )
         for i in range(count)
     ]
+    assert flush_marks()  # the marker thread has marked them enqueued
+    return placed
 
 
 def test_sigkill_of_a_busy_worker_loses_nothing_and_doubles_nothing(stack: FaultStack, stocked: dict) -> None:
