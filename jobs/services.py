@@ -454,13 +454,11 @@ class _EnqueuedMarker:
                 with self._changed:
                     self._changed.wait_for(lambda: self._ids or self._close_asked)
 
-    def write_now(self) -> None:
+    def write_now(self, wait: float = 5.0) -> None:
         """At exit: wait briefly for the thread, then write what is still waiting in the
         exiting thread (the marker may be blocked)."""
-        if self._pid != os.getpid():
-            return
+        self.flush(wait)
         with self._changed:
-            self._changed.wait_for(lambda: not self._ids and not self._writing, 5.0)
             batch, self._ids = self._ids, []
         if batch:
             _mark_enqueued(batch)

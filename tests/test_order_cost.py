@@ -203,6 +203,25 @@ def test_marks_sent_while_an_update_runs_go_in_the_next_one(real_broker, monkeyp
     assert set(Job.objects.values_list("status", flat=True)) == {"enqueued"}
 
 
+def test_marks_still_waiting_at_exit_are_written_by_the_exiting_thread(real_broker, monkeypatch):
+    hold = threading.Event()
+    marks = record_marks(monkeypatch, hold)
+    with transaction.atomic():
+        jobs.enqueue("send_confirmation_email", order_id="first")
+    deadline = time.monotonic() + 10
+    while not marks and time.monotonic() < deadline:  # the thread is held in its first UPDATE
+        time.sleep(0.01)
+    with transaction.atomic():
+        later = jobs.enqueue("send_confirmation_email", order_id="later")
+
+    services._marker.write_now(wait=0.1)  # what atexit runs
+
+    assert marks[-1] == [later.id]
+    assert Job.objects.get(pk=later.pk).status == "enqueued"
+    hold.set()
+    assert services.flush_marks()
+
+
 def test_an_order_stands_when_marking_its_sent_jobs_fails(api, products, real_broker, monkeypatch):
     """After COMMIT the order exists: a failed `UPDATE … enqueued` (a deadlock, the database
     gone) leaves the jobs pending for the sweep and the client gets its 201."""

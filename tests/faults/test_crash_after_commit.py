@@ -43,14 +43,20 @@ def post_order(port: int, key: str, body: dict) -> int | None:
         connection.close()
 
 
-def test_a_crash_after_every_commit_loses_no_order(stack: FaultStack, stocked: dict, api_key: str) -> None:
-    web = stack.web(config=ROOT / CONFIG)
+def place_orders_each_killing_its_process(port: int, api_key: str) -> None:
+    """ORDERS orders, one at a time: each request's process dies before it can answer,
+    after its order was committed."""
     answers = []
     for i in range(ORDERS):
-        answers.append(post_order(web.port, api_key, order_body(email=f"buyer{i}@example.com")))
+        answers.append(post_order(port, api_key, order_body(email=f"buyer{i}@example.com")))
         time.sleep(0.05)  # gunicorn forks a new worker for the one that died
-    assert answers == [None] * ORDERS  # every request's process died before it could answer
+    assert answers == [None] * ORDERS
     assert Order.objects.count() == ORDERS
+
+
+def test_a_crash_after_every_commit_loses_no_order(stack: FaultStack, stocked: dict, api_key: str) -> None:
+    web = stack.web(config=ROOT / CONFIG)
+    place_orders_each_killing_its_process(web.port, api_key)
     assert Job.objects.filter(status=Job.Status.PENDING).count() == 3 * ORDERS  # committed, never sent
 
     started = time.monotonic()
@@ -69,12 +75,7 @@ def test_a_crash_after_every_commit_loses_no_order(stack: FaultStack, stocked: d
 
 def test_a_crash_between_send_and_mark_runs_each_job_once(stack: FaultStack, stocked: dict, api_key: str) -> None:
     web = stack.web(config=ROOT / CONFIG_AFTER_SEND)
-    answers = []
-    for i in range(ORDERS):
-        answers.append(post_order(web.port, api_key, order_body(email=f"buyer{i}@example.com")))
-        time.sleep(0.05)  # gunicorn forks a new worker for the one that died
-    assert answers == [None] * ORDERS  # every request's process died before it could answer
-    assert Order.objects.count() == ORDERS
+    place_orders_each_killing_its_process(web.port, api_key)
     assert Job.objects.filter(status=Job.Status.PENDING).count() == 3 * ORDERS  # sent, never marked
     client = stack.redis.client()
     assert client.llen(key("default")) == 3 * ORDERS
