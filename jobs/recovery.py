@@ -131,6 +131,14 @@ def messages_in_redis(client: Any, namespace: str, queue_names: set[str]) -> set
     return found
 
 
+def waiting_since_before(cutoff: Any) -> Q:
+    """Sent (or first written) before `cutoff`. A job a worker started before the process
+    that sent it marked it enqueued (the mark comes after the send, from a thread of its
+    own: `jobs.services.dispatch`) never gets its `enqueued_at`, as the mark moves pending
+    rows only; its creation time stands in for it."""
+    return Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff)
+
+
 def resend_lost(broker: dramatiq.Broker) -> int:
     """Re-send jobs that have waited or run for BUZZER_LOST_AFTER_SECONDS while Redis
     holds no message for them anywhere: the message went with a Redis crash (AOF keeps
@@ -139,7 +147,7 @@ def resend_lost(broker: dramatiq.Broker) -> int:
     its claim skips it, or it finds its effects already done."""
     cutoff = timezone.now() - timedelta(seconds=settings.BUZZER_LOST_AFTER_SECONDS)
     waiting = (Job.Status.ENQUEUED, Job.Status.RETRYING, Job.Status.RUNNING)
-    candidates = Job.objects.filter(status__in=waiting, enqueued_at__lt=cutoff).filter(
+    candidates = Job.objects.filter(waiting_since_before(cutoff), status__in=waiting).filter(
         Q(started_at__isnull=True) | Q(started_at__lt=cutoff)
     )
     queue_names = set(candidates.values_list("queue_name", flat=True).distinct())
@@ -205,7 +213,7 @@ def lost_job_ids(broker: dramatiq.Broker | None = None, limit: int = STALLED_SCA
         return set()
     cutoff = timezone.now() - timedelta(seconds=settings.BUZZER_LOST_AFTER_SECONDS)
     candidates = (
-        Job.objects.filter(status__in=(Job.Status.ENQUEUED, Job.Status.RETRYING), enqueued_at__lt=cutoff)
+        Job.objects.filter(waiting_since_before(cutoff), status__in=(Job.Status.ENQUEUED, Job.Status.RETRYING))
         .order_by("enqueued_at")
         .only("pk", "queue_name")
     )

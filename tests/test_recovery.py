@@ -102,3 +102,25 @@ def test_a_waiting_job_whose_message_redis_lost_is_found_and_requeued_now(real_b
     assert recovery.requeue_now(lost.pk, user=operator)
     assert recovery.lost_job_ids(real_broker) == set()  # sent again: its message is in Redis now
     assert not recovery.requeue_now(queued.pk, user=operator)  # not lost: left alone
+
+
+def test_a_job_whose_worker_wrote_its_row_before_the_enqueued_mark_is_still_found_lost(real_broker, settings):
+    """The web marks a sent job enqueued after the send, and only while it is pending: a
+    worker that ran it first (and failed, with its retry unsendable as Redis died) leaves
+    it retrying with no enqueued_at. The lost-message scan must still see it."""
+    settings.BUZZER_LOST_AFTER_SECONDS = 30
+    old = timezone.now() - timedelta(seconds=60)
+    unmarked = Job.objects.create(
+        actor_name="update_inventory", status="retrying", attempts=1, created_at=old, started_at=old
+    )
+    recent = Job.objects.create(actor_name="update_inventory", status="retrying", attempts=1, started_at=old)
+    assert Job.objects.filter(enqueued_at__isnull=True).count() == 2
+
+    assert recovery.lost_job_ids(real_broker) == {unmarked.pk}
+    assert recovery.resend_lost(real_broker) == 1
+
+    payload = real_broker.client.hvals(f"{real_broker.namespace}:default.msgs")
+    message = dramatiq.Message.decode(payload[0])
+    assert (message.message_id, message.options["retries"]) == (str(unmarked.id), 1)  # its attempt 2
+    assert Job.objects.get(pk=unmarked.pk).status == "enqueued"
+    assert Job.objects.get(pk=recent.pk).status == "retrying"  # created just now: not lost yet
