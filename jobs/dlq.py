@@ -144,8 +144,8 @@ class Group:
 def groups() -> list[Group]:
     """Every group of dead jobs, the largest first, without examples (see `with_examples`).
 
-    One aggregate over the dead entries of the (status, error_fingerprint, finished_at)
-    index: it reads no job row, however many jobs there are.
+    One aggregate over the dead rows' partial index (status, error_fingerprint, finished_at,
+    queue_name): it reads no job row, however many jobs there are.
     """
     rows = (
         Job.objects.filter(status=Job.Status.DEAD)
@@ -169,7 +169,7 @@ def with_examples(page: list[Group]) -> list[Group]:
             Job.objects.filter(
                 status=Job.Status.DEAD, error_fingerprint__in=list(latest), finished_at__in=set(latest.values())
             )
-            .order_by()  # unordered: the (status, error_fingerprint, finished_at) index finds them
+            .order_by()  # unordered: the dead rows' (error_fingerprint, finished_at) index finds them
             .only(*fields)
         )
         for job in candidates:

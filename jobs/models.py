@@ -64,16 +64,23 @@ class Job(models.Model):
             # A status filter's page and its capped count, also with an actor or a queue:
             # the other two columns are checked in the index, no row read (migration 0005).
             models.Index(fields=["status", "-created_at", "actor_name", "queue_name"], name="job_status_list_idx"),
-            models.Index(fields=["object_type", "object_id"], name="job_object_idx"),
+            # A job's object (`jobs_for`, a schedule's runs: object_id is the selective
+            # part) and the search's object ids (jobs/search.py). One index for both: each
+            # index is one more B-tree to write per insert (migration 0009).
             models.Index(fields=["object_id"], name="job_object_id_idx"),
             models.Index(fields=["actor_name", "-created_at"], name="job_actor_created_idx"),
             models.Index(fields=["queue_name", "-created_at"], name="job_queue_created_idx"),
             models.Index(fields=["status", "finished_at"], name="job_status_finished_idx"),
             models.Index(fields=["status", "due_at"], name="job_status_due_idx"),
             # Dead letters by fingerprint (count, first and last seen) and dead jobs per
-            # queue (the dashboard) without reading a row: both scan only the dead entries.
+            # queue (the dashboard) without reading a row. Partial: only dead rows are in
+            # it, so inserting a job and its status changes until then never touch it.
             models.Index(
-                fields=["status", "error_fingerprint", "finished_at", "queue_name"], name="job_status_fingerprint_idx"
+                # status first though it is constant here: SQLite, which has no
+                # statistics, picks an index by its equality terms (status = 'dead').
+                fields=["status", "error_fingerprint", "finished_at", "queue_name"],
+                name="job_dead_groups_idx",
+                condition=models.Q(status="dead"),
             ),
             # One error group's jobs in the list (status dead + fingerprint, newest first)
             # without walking every dead row. Partial: only dead rows are in it, so the
@@ -116,7 +123,8 @@ class Job(models.Model):
 class JobValue(models.Model):
     """The search index of job arguments: one row per scalar value (string or number,
     1-200 characters, lower-cased) among a job's top-level args and kwargs, and its
-    object id.
+    object id, except a lower-case object id and the values equal to it (the job table's
+    object_id index finds those; migration 0009).
 
     Written and deleted by database triggers on the job table (migration 0004), never by
     Django: enqueueing a job issues no statement for it. Read by the admin's search, on

@@ -150,9 +150,9 @@ def in_flight_counts(client: Any, namespace: str, queues: list[str]) -> dict[str
 
 
 def dead_job_counts(queues: list[str]) -> dict[str, int]:
-    # Only status in the WHERE clause and COUNT(*): the dead entries of the
-    # (status, error_fingerprint, finished_at, queue_name) index answer it without reading
-    # a row. With `queue_name IN (...)` SQLite, which has no statistics, walked the
+    # Only status in the WHERE clause and COUNT(*): the dead rows' partial index
+    # (status, error_fingerprint, finished_at, queue_name) answers it without reading a
+    # row. With `queue_name IN (...)` SQLite, which has no statistics, walked the
     # (queue_name, created_at) index instead: every job of those queues.
     rows = Job.objects.filter(status=Job.Status.DEAD).order_by().values("queue_name").annotate(n=Count("*"))
     return {row["queue_name"]: row["n"] for row in rows if row["queue_name"] in queues}

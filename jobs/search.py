@@ -15,7 +15,9 @@ would make the database read every row):
   exactly that value, case aside, as their object id or as one of their top-level
   arguments (positional or keyword; strings and numbers of 1-200 characters). SQLite:
   the `jobs_jobvalue` table lists them, filled by triggers when a job is written
-  (migration 0004); PostgreSQL: a GIN index on an expression of the job's own columns
+  (migration 0004), except a lower-case object id and the arguments equal to it, which
+  the job table's object_id index finds (migration 0009: an order's jobs then write no
+  value row at all); PostgreSQL: a GIN index on an expression of the job's own columns
   (migration 0005, a fraction of the triggers' cost per insert). Either way enqueueing a
   job issues no statement for them.
 """
@@ -97,11 +99,15 @@ def _exact(queryset: QuerySet[Job], term: str) -> QuerySet[Job]:
         job_id = None
     if connection.vendor == "postgresql":
         return queryset.filter(_carrying_on_postgresql(term, job_id))
-    carrying = JobValue.objects.filter(value=term.lower()).values("job_id")
-    if job_id is None:
-        return queryset.filter(pk__in=carrying)
-    # One IN over a UNION keeps both lookups on their indexes (an OR would not, on SQLite).
-    return queryset.filter(pk__in=carrying.union(Job.objects.filter(pk=job_id).order_by().values("pk"), all=True))
+    value = term.lower()
+    # The values table leaves out what the object_id index finds: a lower-case object id,
+    # and any argument equal to it (migration 0009). One IN over a UNION keeps every
+    # lookup on its index (an OR would not, on SQLite).
+    carrying = JobValue.objects.filter(value=value).values("job_id")
+    lookups = [Job.objects.filter(object_id=value).order_by().values("pk")]
+    if job_id is not None:
+        lookups.append(Job.objects.filter(pk=job_id).order_by().values("pk"))
+    return queryset.filter(pk__in=carrying.union(*lookups, all=True))
 
 
 def _carrying_on_postgresql(term: str, job_id: uuid.UUID | None) -> Q:

@@ -42,6 +42,36 @@ def test_an_order_id_finds_the_jobs_of_that_order():
     assert found(order_id) == set(mine)
 
 
+def test_an_order_placed_writes_no_search_value_and_its_jobs_are_found_by_its_id():
+    from orders import services as orders
+    from orders.models import Product
+
+    Product.objects.create(sku="BUZ-001", name="Buzzer", price="24.90", stock=5)
+    order = orders.place_order(
+        email="ann@example.com", items=[{"sku": "BUZ-001", "quantity": 1}], card="4242424242424242"
+    )
+    order_jobs = set(Job.objects.filter(object_id=str(order.pk)))
+
+    assert len(order_jobs) == 3
+    assert found(str(order.pk)) == order_jobs
+    assert found(str(order.pk).upper()) == order_jobs
+    if connection.vendor == "sqlite":  # the object_id index finds them (migration 0009)
+        assert JobValue.objects.count() == 0
+
+
+def test_a_mixed_case_object_id_is_found_case_aside():
+    wanted = job(object_id="Order-ABC", args=["Order-ABC"])
+    job(object_id="order-abcd")
+    assert found("order-abc") == {wanted}
+    assert found("ORDER-ABC") == {wanted}
+
+
+def test_an_argument_other_than_the_object_id_is_still_found():
+    wanted = job(object_id="o-9", args=["o-9", "REF-12"])
+    assert found("ref-12") == {wanted}
+    assert found("o-9") == {wanted}
+
+
 def test_a_plain_object_id_is_found_exactly():
     wanted = job(object_id="order-77")
     job(object_id="order-778")
