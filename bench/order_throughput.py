@@ -5,9 +5,11 @@
 
 One command: a database and a Redis database of the benchmark's own (never the data of
 `make run`), migrated and seeded with products whose stock never runs out; gunicorn
-(`--web-workers` sync workers, DEBUG off, as in production) in front, `rundramatiq`
-workers behind. For each concurrency (`--connections`, default 1 and 8) wrk (Debian's
-package, installed when missing the way `make test` installs its tools) runs
+in front, as in production (`deploy/gunicorn.conf.py`: 2 x CPUs + 1 gthread workers of
+4 threads, DEBUG off; `--gunicorn sync` runs `--web-workers` sync workers instead, as the
+figures before 2026-12-01 did), `rundramatiq` workers behind. For each concurrency
+(`--connections`, default 1 and 8) wrk (Debian's package, installed when missing the way
+`make test` installs its tools) runs
 `GET /api/orders/<id>/` and then `POST /api/orders/` (a Lua script: a new order with an
 e-mail address of its own per request, one item, the test card) for `--duration`
 seconds each, `--rounds` times, first with the job workers idle (`idle`: they start
@@ -92,7 +94,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
     parser.add_argument("--rounds", type=int, default=2, help="alternating GET/POST rounds; medians reported")
     parser.add_argument("--connections", default="1,8", help="comma-separated wrk connection counts")
-    parser.add_argument("--web-workers", type=int, default=3, help="gunicorn sync workers")
+    parser.add_argument(
+        "--gunicorn",
+        choices=("production", "sync"),
+        default="production",
+        help="production: deploy/gunicorn.conf.py as it is (gthread, 2 x CPUs + 1 workers of 4 threads, access "
+        "log on); sync: --web-workers sync workers, the figures before 2026-12-01",
+    )
+    parser.add_argument("--web-workers", type=int, default=3, help="gunicorn sync workers (--gunicorn sync)")
     parser.add_argument(
         "--workers",
         default="idle,busy",
@@ -154,11 +163,34 @@ def setup(env: dict[str, str]) -> tuple[str, str]:
 
 def start_web(env: dict[str, str], args: argparse.Namespace) -> subprocess.Popen:
     bind = f"127.0.0.1:{args.port}"
+    if args.gunicorn == "production":
+        # The production configuration as it is, but for its address and the recycling of
+        # workers (every ~2,000 requests: a few seconds here, and each recycle closes
+        # wrk's keep-alive connections, which it counts as errors); its access log (a line
+        # per request, to journald in production) goes to /dev/null.
+        extra = {"GUNICORN_BIND": bind, "GUNICORN_LOG_LEVEL": "warning", "GUNICORN_MAX_REQUESTS": "0"}
+        return subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), "config.wsgi"],
+            cwd=ROOT, env={**env, **extra},
+            stdout=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", str(args.web_workers), "-b", bind,
          "--log-level", "warning"],
         cwd=ROOT, env=env, start_new_session=True,
     )  # fmt: skip
+
+
+def web_description(args: argparse.Namespace) -> str:
+    if args.gunicorn == "production":
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("buzzer_gunicorn_conf", ROOT / "deploy" / "gunicorn.conf.py")
+        assert spec is not None and spec.loader is not None
+        conf = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(conf)
+        return f"gunicorn as in production ({conf.workers} {conf.worker_class} workers x {conf.threads} threads)"
+    return f"gunicorn {args.web_workers} sync workers"
 
 
 def start_workers(env: dict[str, str], args: argparse.Namespace) -> subprocess.Popen:
@@ -204,7 +236,10 @@ def wait_until_up(port: int, key: str, order_id: str) -> None:
 
 def wrk(connections: int, duration: int, label: str, extra: list[str]) -> Run:
     threads = min(connections, 2)
-    command = [WRK, "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", *extra]
+    # wrk's own timeout is 2 s: a slower answer would count as a socket error and stop the
+    # run, hiding how slow the tail is. 10 s, then the p99 shows it.
+    command = [WRK, "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--timeout", "10s", "--latency"]
+    command += extra
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     out = done.stdout
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -335,7 +370,7 @@ def main() -> None:
         finally:
             stop([web] + ([workers] if workers else []))
     print(
-        f"\n{vendor}, gunicorn {args.web_workers} sync workers, rundramatiq {args.worker_processes} x "
+        f"\n{vendor}, {web_description(args)}, rundramatiq {args.worker_processes} x "
         f"{args.worker_threads}, wrk {args.duration} s per run, medians of {args.rounds} rounds:"
     )
     print(
